@@ -1,0 +1,218 @@
+"""Layered alpha compositing with a pairwise occlusion matrix (DTI-Sprites, Eq. 2).
+
+Pure functions on tensors, no parameters. A stack of L object layers (colour ``c_l``, alpha
+``α_l``) is composited over an opaque background; ``occ[j, l]`` says how much layer ``j`` occludes
+layer ``l``:
+
+    x̂ = Σ_l [Π_{j≠l} (1 − occ[j, l] · α_j)] · α_l · c_l  +  [Π_j (1 − α_j)] · bg
+
+With the fixed order (``occ[j, l] = 1`` iff ``j > l``) this is ordinary back-to-front "over"
+compositing; a predicted order uses ``occ[j, l] + occ[l, j] = 1``. The background is occluded by
+every layer and occludes nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "fixed_occlusion",
+    "occlusion_from_logits",
+    "harden_occlusion",
+    "visibility",
+    "layer_weights",
+    "composite",
+    "instance_labels",
+]
+
+
+def fixed_occlusion(
+    L: int, B: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """The fixed back-to-front order: later layers are in front.
+
+    Convention:
+        ``occ[j, l, b] = 1`` iff ``j > l`` ("layer j occludes layer l"), diagonal 0.
+
+    Returns:
+        (L, L, B) tensor of 0/1.
+
+    Example:
+        >>> fixed_occlusion(3, 1)[..., 0]
+        tensor([[0., 0., 0.],
+                [1., 0., 0.],
+                [1., 1., 0.]])
+    """
+    if L < 1 or B < 0:
+        raise ValueError(f"fixed_occlusion needs L >= 1 and B >= 0, got L={L}, B={B}")
+    occ = torch.ones(L, L, device=device, dtype=dtype or torch.get_default_dtype()).tril(-1)
+    return occ[:, :, None].expand(L, L, B).contiguous()  # (L, L, B)
+
+
+def _pair_indices(L: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # torch.tril_indices walks the strictly lower triangle row by row:
+    # (1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2), ...
+    idx = torch.tril_indices(L, L, offset=-1, device=device)
+    return idx[0], idx[1]
+
+
+def occlusion_from_logits(logits: torch.Tensor, L: int, hard: bool = False) -> torch.Tensor:
+    """Build a pairwise occlusion matrix from L(L−1)/2 logits per image.
+
+    Convention:
+        ``logits[b, p]`` is the logit that layer ``j`` occludes layer ``l`` for the p-th pair
+        ``(j, l)``, ``j > l``, in row-major order of the strictly lower triangle:
+        ``(1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2), ...`` (``torch.tril_indices``).
+        Lower triangle ``occ[j, l] = σ(logit)``, upper ``occ[l, j] = 1 − occ[j, l]``, diagonal 0.
+        Zero logits therefore give 0.5 everywhere off the diagonal; a large positive logit puts
+        the later layer in front (the fixed order).
+
+    Args:
+        logits: (B, L*(L-1)//2).
+        L: number of layers.
+        hard: threshold at 0.5 (inference). Ties (logit 0) go to the fixed order (later layer in
+            front). No gradient flows through the hard matrix.
+
+    Returns:
+        (L, L, B) occlusion matrix.
+
+    Example:
+        >>> occlusion_from_logits(torch.zeros(1, 3), 3)[..., 0]
+        tensor([[0.0000, 0.5000, 0.5000],
+                [0.5000, 0.0000, 0.5000],
+                [0.5000, 0.5000, 0.0000]])
+    """
+    P = L * (L - 1) // 2
+    if logits.dim() != 2 or logits.shape[1] != P:
+        raise ValueError(
+            f"occlusion_from_logits expects logits of shape (B, {P}) for L={L}, "
+            f"got {tuple(logits.shape)}"
+        )
+    B = logits.shape[0]
+    p = torch.sigmoid(logits)  # (B, P)
+    if hard:
+        p = (p >= 0.5).to(p.dtype)
+    rows, cols = _pair_indices(L, logits.device)
+    lower = logits.new_zeros(L, L, B).index_put((rows, cols), p.t())  # (L, L, B)
+    upper_mask = torch.ones(L, L, dtype=p.dtype, device=p.device).triu(1)[:, :, None]
+    return lower + upper_mask * (1 - lower.transpose(0, 1))
+
+
+def harden_occlusion(occlusion: torch.Tensor) -> torch.Tensor:
+    """Threshold an antisymmetric occlusion matrix at 0.5, keeping ``occ + occ.T = 1``.
+
+    The strictly lower triangle decides (``occ[j, l] >= 0.5`` → 1, so ties go to the fixed order);
+    the upper triangle is its complement. (L, L, B) → (L, L, B).
+    """
+    _check_occlusion(occlusion, occlusion.shape[0], occlusion.shape[-1])
+    L = occlusion.shape[0]
+    tri = torch.ones(L, L, dtype=occlusion.dtype, device=occlusion.device).tril(-1)[:, :, None]
+    lower = tri * (occlusion >= 0.5).to(occlusion.dtype)
+    return lower + tri.transpose(0, 1) * (1 - lower.transpose(0, 1))
+
+
+def _check_occlusion(occlusion: torch.Tensor, L: int, B: int) -> None:
+    if occlusion.dim() != 3 or tuple(occlusion.shape) != (L, L, B):
+        raise ValueError(f"occlusion must be (L, L, B) = {(L, L, B)}, got {tuple(occlusion.shape)}")
+
+
+def _check_alphas(alphas: torch.Tensor) -> None:
+    if alphas.dim() != 5 or alphas.shape[2] != 1:
+        raise ValueError(f"alphas must be (L, B, 1, H, W), got {tuple(alphas.shape)}")
+
+
+def visibility(alphas: torch.Tensor, occlusion: torch.Tensor | None = None) -> torch.Tensor:
+    """How much of each layer shows through the layers that occlude it.
+
+    ``T_l = Π_j (1 − occ[j, l] · α_j)``; since ``occ[l, l] = 0`` it does not depend on ``α_l``.
+
+    Convention:
+        alphas (L, B, 1, H, W) in [0, 1]; occlusion (L, L, B) or None for the fixed order.
+
+    Returns:
+        (L, B, 1, H, W).
+    """
+    _check_alphas(alphas)
+    L, B = alphas.shape[:2]
+    if occlusion is None:
+        occlusion = fixed_occlusion(L, B, alphas.device, alphas.dtype)
+    _check_occlusion(occlusion, L, B)
+    # Broadcast product instead of a log-sum or cumprod: exact at α = 1 and cheap for small L.
+    factors = 1 - occlusion[:, :, :, None, None, None] * alphas[:, None]  # (L_j, L_l, B, 1, H, W)
+    return factors.prod(dim=0)  # (L_l, B, 1, H, W)
+
+
+def layer_weights(alphas: torch.Tensor, occlusion: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-pixel weight of the background and of every layer in the composite.
+
+    ``w[0] = Π_j (1 − α_j)`` (background), ``w[l + 1] = α_l · T_l`` (see :func:`visibility`), so
+    ``composite = w[0] · bg + Σ_l w[l + 1] · c_l``. They sum to 1 for the fixed order (any α) and
+    for any transitive hard order with α in {0, 1}. At inference, ``argmax`` over dim 0 with hard
+    occlusion and binarised alphas is the instance label (0 = background), see
+    :func:`instance_labels`.
+
+    Convention:
+        alphas (L, B, 1, H, W); occlusion (L, L, B) or None for the fixed order.
+
+    Returns:
+        (L + 1, B, 1, H, W), background first.
+    """
+    vis = visibility(alphas, occlusion)  # (L, B, 1, H, W)
+    w_bg = (1 - alphas).prod(dim=0, keepdim=True)  # (1, B, 1, H, W)
+    return torch.cat([w_bg, alphas * vis], dim=0)
+
+
+def composite(
+    layers: torch.Tensor,
+    alphas: torch.Tensor,
+    occlusion: torch.Tensor | None = None,
+    background: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Composite L layers over an opaque background with a pairwise occlusion matrix (Eq. 2).
+
+    Convention:
+        layers (L, B, C, H, W); alphas (L, B, 1, H, W) in [0, 1]; occlusion (L, L, B) with
+        ``occ[j, l]`` = "layer j occludes layer l", or None for the fixed order (later layers in
+        front); background (B, C, H, W), or None for a black opaque background.
+
+    Returns:
+        (B, C, H, W).
+
+    Example:
+        >>> composite(torch.rand(2, 4, 3, 8, 8), torch.rand(2, 4, 1, 8, 8)).shape
+        torch.Size([4, 3, 8, 8])
+    """
+    if layers.dim() != 5:
+        raise ValueError(f"layers must be (L, B, C, H, W), got {tuple(layers.shape)}")
+    _check_alphas(alphas)
+    L, B, C, H, W = layers.shape
+    if alphas.shape != (L, B, 1, H, W):
+        raise ValueError(f"alphas must be {(L, B, 1, H, W)} to match layers, got {tuple(alphas.shape)}")
+    if background is not None and background.shape != (B, C, H, W):
+        raise ValueError(f"background must be {(B, C, H, W)}, got {tuple(background.shape)}")
+    w = layer_weights(alphas, occlusion)  # (L + 1, B, 1, H, W)
+    out = (w[1:] * layers).sum(dim=0)  # (B, C, H, W)
+    if background is not None:
+        out = out + w[0] * background
+    return out
+
+
+def instance_labels(
+    alphas: torch.Tensor, occlusion: torch.Tensor | None = None, threshold: float = 0.5
+) -> torch.Tensor:
+    """Which layer is seen at each pixel: 0 for the background, ``l + 1`` for layer ``l``.
+
+    Alphas are binarised at ``threshold`` and the occlusion hardened (:func:`harden_occlusion`),
+    then the label is the argmax of :func:`layer_weights`. Pixels where a cyclic hard order hides
+    every covering layer fall back to the background.
+
+    Convention:
+        alphas (L, B, 1, H, W); occlusion (L, L, B) or None for the fixed order.
+
+    Returns:
+        (B, H, W) long.
+    """
+    _check_alphas(alphas)
+    hard_alphas = (alphas > threshold).to(alphas.dtype)
+    occ = None if occlusion is None else harden_occlusion(occlusion)
+    return layer_weights(hard_alphas, occ).argmax(dim=0)[:, 0]  # (B, H, W)

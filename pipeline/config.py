@@ -1,0 +1,325 @@
+"""The project configuration: typed dataclasses with defaults in code, one per stage section.
+
+`sprites.toml` and `--set section.key=value` override the defaults; unknown keys and values of the
+wrong type are rejected with a message naming the key and the closest valid one. The resolved
+config travels with every artifact (`to_dict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import SpritesError
+
+__all__ = [
+    "Config",
+    "IngestConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "DecomposeConfig",
+    "ReportConfig",
+    "PRESETS",
+    "SECTIONS",
+    "load_config",
+    "apply_overrides",
+    "parse_override",
+    "config_from_dict",
+]
+
+
+def _opt(default, help: str, choices: tuple | None = None, run_only: bool = False):
+    """A config field; `run_only` marks execution settings that never change results (so they
+    stay out of stage fingerprints)."""
+    meta = {"help": help, "choices": choices, "run_only": run_only}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class IngestConfig:
+    images: str = _opt("images", "the images: a folder (searched recursively) or a glob, relative to the project folder")
+    size: int = _opt(64, "side in px of the square crops; each image is resized keeping its aspect ratio, then padded")
+    channels: int = _opt(3, "1 = grey crops, 3 = colour crops", choices=(1, 3))
+    pad: str = _opt("border", "padding colour: border = the image's own border colour (median), or white / black", choices=("border", "white", "black"))
+    crop: str = _opt("whole", "how crops are cut from the images: whole = one crop per image", choices=("whole",))
+    max_pixels: int = _opt(250_000_000, "images larger than this many pixels are skipped (decompression-bomb guard)")
+
+
+@dataclass
+class ModelConfig:
+    sprites: int = _opt(10, "K, the number of learned sprites (empty sprite and backgrounds not counted)")
+    layers: int = _opt(1, "L, the number of object layers (background not counted)")
+    background: bool = _opt(True, "learn background prototypes behind the layers")
+    backgrounds: int = _opt(1, "M, the number of background prototypes (when background = true)")
+    transparent: bool = _opt(True, "sprites have a learned mask; false = opaque prototypes (DTI-Clustering)")
+    sprite_size: int = _opt(0, "side in px of the sprites; 0 = the crop size")
+    empty_sprite: bool = _opt(False, "add a frozen empty sprite so a layer may hold nothing")
+    empty_penalty: float = _opt(1e-4, "lambda: cost added per non-empty sprite when choosing sprites")
+    transforms: list[str] = _opt(["color", "affine", "tps"], "sprite transformations, applied in order (color, position, similarity, affine, projective, tps, morphological)")
+    curriculum: list[float] = _opt([], "epoch at which each sprite transformation switches on (one per transform; empty = all at once)")
+    layer_transforms: list[str] = _opt([], "transformations shared by the sprites of a layer (e.g. color, position)")
+    background_transforms: list[str] = _opt(["color"], "background transformations")
+    position_scale: float = _opt(0.5, "initial sprite scale in the image frame for the position transformation")
+    tps_grid: int = _opt(4, "thin-plate-spline control grid side")
+    morpho_kernel: int = _opt(3, "morphological kernel side")
+    occlusion: str = _opt("fixed", "layer order: fixed (later layers in front) or predicted per image", choices=("fixed", "predicted"))
+    selection: str = _opt("auto", "sprite choice per layer: exhaustive, greedy, or auto (exhaustive when K^L is small)", choices=("auto", "exhaustive", "greedy"))
+    greedy_iterations: int = _opt(1, "sweeps of the greedy selection")
+    encoder_width: int = _opt(16, "channels of the first encoder stage (doubled at each of the 3 stages)")
+    encoder_blocks: int = _opt(1, "residual blocks per encoder stage")
+    sprite_init: float = _opt(0.9, "initial sprite colour (constant)")
+    mask_init_std: float = _opt(0.0, "std in px of the Gaussian initial mask; 0 = a fifth of the sprite size")
+    background_init: str = _opt("mean", "background initialisation: mean image or constant 0.5", choices=("mean", "constant"))
+    mask_noise: float = _opt(0.4, "uniform noise amplitude added to masks during training")
+    reassign_threshold: float = _opt(0.2, "re-seed a sprite used by fewer than threshold / K of the images")
+    padding: str = _opt("auto", "warp padding: zeros, border, or auto (border for opaque prototypes)", choices=("auto", "zeros", "border"))
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _opt(30, "number of passes over the crops")
+    minutes: float = _opt(0.0, "wall-clock budget in minutes (0 = no limit); training stops at whichever comes first")
+    batch_size: int = _opt(32, "crops per step")
+    lr: float = _opt(1e-3, "learning rate of the encoder and transformation heads")
+    sprite_lr: float = _opt(1e-3, "learning rate of sprites, masks and backgrounds")
+    weight_decay: float = _opt(1e-6, "weight decay of the encoder and heads")
+    milestones: list[float] = _opt([], "epochs at which the head learning rate is multiplied by gamma")
+    gamma: float = _opt(0.1, "learning-rate factor at each milestone")
+    freeze_sprites: float = _opt(0.0, "epochs during which sprites stay fixed while the heads learn")
+    reassign_every: int = _opt(50, "steps between re-seedings of under-used sprites (0 = never)")
+    seed: int = _opt(0, "random seed")
+    device: str = _opt("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"), run_only=True)
+    threads: int = _opt(0, "CPU threads (0 = all cores)", run_only=True)
+    checkpoint_minutes: float = _opt(2.0, "minutes between checkpoints (an interrupted run resumes from the last)", run_only=True)
+
+
+@dataclass
+class DecomposeConfig:
+    batch_size: int = _opt(256, "crops per inference batch", run_only=True)
+
+
+@dataclass
+class ReportConfig:
+    per_page: int = _opt(200, "crops per page in a sprite's gallery")
+    reconstructions: int = _opt(48, "number of images shown layer by layer")
+
+
+SECTIONS: dict[str, type] = {
+    "ingest": IngestConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "decompose": DecomposeConfig,
+    "report": ReportConfig,
+}
+
+
+@dataclass
+class Config:
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decompose: DecomposeConfig = field(default_factory=DecomposeConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    preset: str = "objects"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def section(self, name: str, results_only: bool = False) -> dict[str, Any]:
+        values = dataclasses.asdict(getattr(self, name))
+        if results_only:
+            run_only = {f.name for f in dataclasses.fields(SECTIONS[name]) if f.metadata.get("run_only")}
+            values = {k: v for k, v in values.items() if k not in run_only}
+        return values
+
+
+# The papers' settings per kind of collection (dti-sprites configs, scaled for a CPU).
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "clustering": {
+        "model": {
+            "layers": 1, "background": False, "transparent": False,
+            "transforms": ["color", "affine", "morphological", "tps"], "curriculum": [0, 2, 4, 6],
+            "selection": "exhaustive",
+        },
+        "train": {"epochs": 20, "batch_size": 64, "lr": 1e-3, "sprite_lr": 1e-3, "milestones": [16]},
+    },
+    "objects": {
+        "model": {
+            "layers": 1, "background": True, "transparent": True,
+            "transforms": ["color", "projective", "tps"], "curriculum": [0, 3, 8],
+            "background_transforms": ["color", "projective"], "selection": "exhaustive",
+        },
+        "train": {"epochs": 30, "batch_size": 32, "lr": 1e-3, "sprite_lr": 1e-3, "milestones": [25]},
+    },
+    "scenes": {
+        "model": {
+            "layers": 3, "background": True, "transparent": True, "empty_sprite": True,
+            "transforms": [], "curriculum": [], "layer_transforms": ["color", "position"],
+            "background_transforms": ["color"], "occlusion": "predicted", "selection": "greedy",
+            "greedy_iterations": 2, "sprite_size": 0,
+        },
+        "train": {"epochs": 40, "batch_size": 32, "lr": 1e-4, "sprite_lr": 1e-4, "freeze_sprites": 1,
+                  "milestones": [30]},
+    },
+}
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _coerce(section: str, key: str, value: Any, f: dataclasses.Field) -> Any:
+    """Check `value` against the field's declared type; return it converted (int → float)."""
+    tp = typing.get_type_hints(SECTIONS[section])[key]
+    where = f"{section}.{key}"
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise SpritesError(f"{where} must be a list of {_type_name(item_tp)}, e.g. {where} = {_toml_value(f.default_factory())}; got {value!r}")
+        return [_coerce_scalar(where, v, item_tp) for v in value]
+    value = _coerce_scalar(where, value, tp)
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise SpritesError(f"{where} = {value!r} is not allowed: choose one of {', '.join(map(str, choices))}.{hint}")
+    return value
+
+
+def _coerce_scalar(where: str, value: Any, tp: type) -> Any:
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise SpritesError(f"{where} must be true or false; got {value!r}")
+    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise SpritesError(f"{where} must be a whole number; got {value!r}")
+    if not isinstance(value, tp):
+        raise SpritesError(f"{where} must be a {_type_name(tp)}; got {value!r}")
+    return value
+
+
+def _fields(section: str) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+
+
+def _unknown(kind: str, name: str, valid: list[str]) -> SpritesError:
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else f" Valid {kind}s: {', '.join(valid)}."
+    return SpritesError(f"unknown {kind} {name!r}.{hint}")
+
+
+def set_value(cfg: Config, section: str, key: str, value: Any) -> None:
+    if section not in SECTIONS:
+        raise _unknown("section", section, list(SECTIONS))
+    fields = _fields(section)
+    if key not in fields:
+        raise _unknown("key", f"{section}.{key}", [f"{section}.{k}" for k in fields])
+    setattr(getattr(cfg, section), key, _coerce(section, key, value, fields[key]))
+
+
+def config_from_dict(data: dict[str, Any], preset: str | None = None) -> Config:
+    """Defaults, then the preset, then `data` (a parsed sprites.toml)."""
+    data = dict(data)
+    preset = data.pop("preset", preset) or "objects"
+    if preset not in PRESETS:
+        raise _unknown("preset", str(preset), list(PRESETS))
+    cfg = Config(preset=preset)
+    for layer in (PRESETS[preset], data):
+        for section, values in layer.items():
+            if section not in SECTIONS:
+                raise _unknown("section", section, list(SECTIONS) + ["preset"])
+            if not isinstance(values, dict):
+                raise SpritesError(f"[{section}] must be a table of keys, got {values!r}")
+            for key, value in values.items():
+                set_value(cfg, section, key, value)
+    validate(cfg)
+    return cfg
+
+
+def load_config(path: Path) -> Config:
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpritesError(f"no config at {path}: create a project with `sprites init DIR` first") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SpritesError(f"{path} is not valid TOML ({e}); fix the line or rerun `sprites init --force`") from None
+    return config_from_dict(data)
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """'model.sprites=12' → ('model', 'sprites', 12). Values are TOML literals; a bare word is a string."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise SpritesError(f"--set {text!r}: write section.key=value, e.g. --set model.sprites=12")
+    dotted, raw = text.split("=", 1)
+    section, key = dotted.strip().split(".", 1)
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return section, key, value
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    cfg = dataclasses.replace(cfg, **{s: dataclasses.replace(getattr(cfg, s)) for s in SECTIONS})
+    for text in overrides:
+        section, key, value = parse_override(text)
+        set_value(cfg, section, key, value)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Checks across keys, made before any work starts."""
+    positive = [("ingest", "size"), ("model", "sprites"), ("model", "layers"), ("model", "backgrounds"),
+                ("train", "batch_size"), ("decompose", "batch_size"), ("report", "per_page"), ("model", "tps_grid")]
+    for section, key in positive:
+        if getattr(getattr(cfg, section), key) < 1:
+            raise SpritesError(f"{section}.{key} must be at least 1; got {getattr(getattr(cfg, section), key)}")
+    if cfg.ingest.size < 8:
+        raise SpritesError(f"ingest.size = {cfg.ingest.size} px is too small: use 8 or more (28–64 is typical)")
+    m = cfg.model
+    if m.sprite_size > cfg.ingest.size:
+        raise SpritesError(f"model.sprite_size = {m.sprite_size} is larger than the crops (ingest.size = {cfg.ingest.size}): lower it or set 0 (= crop size)")
+    if m.curriculum and len(m.curriculum) != len(m.transforms):
+        raise SpritesError(f"model.curriculum has {len(m.curriculum)} entries but model.transforms has {len(m.transforms)}: give one epoch per transformation, or [] for all at once")
+    if m.morpho_kernel % 2 == 0:
+        raise SpritesError(f"model.morpho_kernel must be odd; got {m.morpho_kernel}")
+    if not m.transparent and (m.layers > 1 or m.background):
+        raise SpritesError("model.transparent = false (opaque prototypes) needs model.layers = 1 and model.background = false")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return str(value)
+
+
+def render_toml(cfg: Config) -> str:
+    """The whole config as commented TOML: every key, its value and one line on what it does."""
+    lines = [
+        "# sprites project configuration. Every key is listed with its value; edit and rerun",
+        "# `sprites run all`: only the stages whose keys changed are rerun (`sprites status` says why).",
+        f"preset = {_toml_value(cfg.preset)}  # clustering | objects | scenes (the defaults below came from it)",
+    ]
+    for section, cls in SECTIONS.items():
+        lines += ["", f"[{section}]"]
+        values = getattr(cfg, section)
+        for f in dataclasses.fields(cls):
+            lines.append(f"# {f.metadata['help']}")
+            lines.append(f"{f.name} = {_toml_value(getattr(values, f.name))}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,5 @@
+"""The stages, in the order they run. Each module declares NAME, DEPS, PARAMS, VERSION and run(ctx)."""
+
+from stages import ingest
+
+STAGES = (ingest,)
