@@ -16,13 +16,13 @@ from __future__ import annotations
 import torch
 
 __all__ = [
-    "fixed_occlusion",
-    "occlusion_from_logits",
-    "harden_occlusion",
-    "visibility",
-    "layer_weights",
     "composite",
+    "fixed_occlusion",
+    "harden_occlusion",
     "instance_labels",
+    "layer_weights",
+    "occlusion_from_logits",
+    "visibility",
 ]
 
 
@@ -187,7 +187,9 @@ def composite(
     _check_alphas(alphas)
     L, B, C, H, W = layers.shape
     if alphas.shape != (L, B, 1, H, W):
-        raise ValueError(f"alphas must be {(L, B, 1, H, W)} to match layers, got {tuple(alphas.shape)}")
+        raise ValueError(
+            f"alphas must be {(L, B, 1, H, W)} to match layers, got {tuple(alphas.shape)}"
+        )
     if background is not None and background.shape != (B, C, H, W):
         raise ValueError(f"background must be {(B, C, H, W)}, got {tuple(background.shape)}")
     w = layer_weights(alphas, occlusion)  # (L + 1, B, 1, H, W)

@@ -1,5 +1,5 @@
 """The stages, in the order they run. Each module declares NAME, DEPS, PARAMS, VERSION and run(ctx)."""
 
-from stages import ingest
+from stages import ingest, train
 
-STAGES = (ingest,)
+STAGES = (ingest, train)

@@ -1,0 +1,300 @@
+"""The sprite model (DTI-Sprites; DTI-Clustering as its one-opaque-layer case).
+
+K sprites (colour + mask, soft-clamped), optional background prototypes and a frozen empty
+sprite; one encoder; heads predicting, per image, the transformation parameters of every
+(layer, sprite) pair, of every layer and of every background, and for scenes the occlusion matrix.
+Layers are composited back to front (`pipeline.compositor`); which sprite fills each layer is
+chosen by min-loss selection (`pipeline.selection`).
+
+Speed: selection needs every candidate rendered but no gradient, and the min-loss gradient only
+reaches the chosen candidate; so candidates are rendered under `no_grad` and only the chosen
+sprites are rendered again with gradient — the same gradient as back-propagating through all.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pipeline.compositor import composite, fixed_occlusion, occlusion_from_logits
+from pipeline.config import ModelConfig
+from pipeline.encoder import Encoder
+from pipeline.heads import GroupedMLP, SequenceHeads
+from pipeline.selection import select
+from pipeline.transforms import TRANSFORMS, apply_sequence, canonical_name, color, soft_clamp
+
+__all__ = ["SpriteModel", "Rendered", "Decomposition", "check_model_config"]
+
+
+def _options(cfg: ModelConfig) -> dict:
+    return {"grid_size": cfg.tps_grid, "kernel_size": cfg.morpho_kernel, "init_scale": cfg.position_scale}
+
+
+def check_model_config(cfg: ModelConfig, size: int) -> None:
+    """Fail before training with a message saying what to change."""
+    from pipeline.errors import SpritesError
+    for key in ("transforms", "layer_transforms", "background_transforms"):
+        for name in getattr(cfg, key):
+            try:
+                canonical_name(name)
+            except ValueError as e:
+                raise SpritesError(f"model.{key}: {e}") from None
+    if cfg.selection == "exhaustive" and cfg.sprites ** cfg.layers > 4096:
+        raise SpritesError(
+            f"model.selection = exhaustive would try K^L = {cfg.sprites}^{cfg.layers} = {cfg.sprites ** cfg.layers:,} "
+            f"combinations per image: set model.selection = greedy (or auto), or fewer sprites/layers")
+    if cfg.background and cfg.backgrounds > 1 and cfg.layers > 1:
+        raise SpritesError("model.backgrounds > 1 is supported with one layer only: set model.backgrounds = 1 or model.layers = 1")
+    if cfg.sprite_size > size:
+        raise SpritesError(f"model.sprite_size = {cfg.sprite_size} is larger than the crops ({size} px): lower it or set 0")
+
+
+@dataclass
+class Rendered:
+    """Every candidate: layers (L, K', B, C, H, W), alphas (L, K', B, 1, H, W), K' = K (+1 empty)."""
+    layers: torch.Tensor
+    alphas: torch.Tensor
+
+
+@dataclass
+class Decomposition:
+    """What `decompose` returns for a batch."""
+    choice: torch.Tensor        # (B, L) sprite per layer, K = empty
+    cost: torch.Tensor          # (B,) selection cost (MSE + λ per non-empty sprite)
+    error: torch.Tensor         # (B,) reconstruction MSE
+    margin: torch.Tensor        # (B,) cost of the best alternative minus cost (≥ 0; small = ambiguous)
+    background: torch.Tensor    # (B,) chosen background prototype
+    recon: torch.Tensor         # (B, C, H, W)
+    layers: torch.Tensor        # (L, B, C, H, W) chosen sprites, transformed
+    alphas: torch.Tensor        # (L, B, 1, H, W)
+    backdrop: torch.Tensor      # (B, C, H, W) transformed background (zeros without background)
+    occlusion: torch.Tensor     # (L, L, B) hard occlusion
+    params: dict[str, torch.Tensor]  # name → (B, L, P) chosen sprite's parameters per module
+
+
+class SpriteModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, channels: int, size: int,
+                 init_images: torch.Tensor | None = None, mean_image: torch.Tensor | None = None):
+        super().__init__()
+        check_model_config(cfg, size)
+        self.cfg, self.C, self.H = cfg, channels, size
+        K, L, s = cfg.sprites, cfg.layers, cfg.sprite_size or size
+        self.K, self.L, self.s = K, L, s
+        self.M = cfg.backgrounds if cfg.background else 0
+        self.has_empty = cfg.empty_sprite
+        options = _options(cfg)
+        self.options = options
+
+        if cfg.sprite_init == "samples" and init_images is not None:
+            protos = nn.functional.interpolate(init_images[:K].float(), size=(s, s), mode="bilinear", align_corners=False)
+            if protos.shape[0] < K:
+                protos = torch.cat([protos, torch.full((K - protos.shape[0], channels, s, s), 0.5)])
+        else:
+            protos = torch.full((K, channels, s, s), 0.9)
+        self.prototypes = nn.Parameter(protos.clone())
+        if cfg.transparent:
+            std = cfg.mask_init_std or s / 5
+            g = torch.exp(-0.5 * ((torch.arange(s) - (s - 1) / 2) / std) ** 2)
+            self.masks = nn.Parameter((g[:, None] * g[None, :]).expand(K, 1, s, s).clone())  # clone: no aliasing
+        else:
+            self.register_parameter("masks", None)
+        if self.M:
+            if cfg.background_init == "mean" and mean_image is not None:
+                bkg = mean_image.float().expand(self.M, channels, size, size).clone()
+            else:
+                bkg = torch.full((self.M, channels, size, size), 0.5)
+            self.backgrounds = nn.Parameter(bkg)
+        else:
+            self.register_parameter("backgrounds", None)
+
+        self.encoder = Encoder(channels, size, cfg.encoder_width, cfg.encoder_blocks, cfg.encoder_pool)
+        F = self.encoder.features
+        self.sprite_seq = [canonical_name(n) for n in cfg.transforms]
+        self.layer_seq = [canonical_name(n) for n in cfg.layer_transforms]
+        self.bkg_seq = [canonical_name(n) for n in cfg.background_transforms] if self.M else []
+        self.sprite_heads = SequenceHeads(L * K, F, self._sizes(self.sprite_seq))
+        self.layer_heads = SequenceHeads(L, F, self._sizes(self.layer_seq))
+        self.bkg_heads = SequenceHeads(max(self.M, 1), F, self._sizes(self.bkg_seq))
+        pairs = L * (L - 1) // 2
+        self.occlusion_head = GroupedMLP(1, F, pairs) if cfg.occlusion == "predicted" and pairs else None
+        self.padding = cfg.padding if cfg.padding != "auto" else ("zeros" if cfg.transparent else "border")
+        self.set_epoch(0)
+
+    def _sizes(self, seq: list[str]) -> list[int]:
+        return [TRANSFORMS[n].n_params(self.C, self.options) for n in seq]
+
+    # ----------------------------------------------------------------------------------- state
+    def set_epoch(self, epoch: float) -> None:
+        """Curriculum: switch on the sprite transformations whose epoch has come."""
+        milestones = self.cfg.curriculum or [0] * len(self.sprite_seq)
+        for i, m in enumerate(milestones):
+            self.sprite_heads.active[i] = float(epoch >= m)
+
+    def sprite_parameters(self) -> list[nn.Parameter]:
+        return [p for p in (self.prototypes, self.masks, self.backgrounds) if p is not None]
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        ids = {id(p) for p in self.sprite_parameters()}
+        return [p for p in self.parameters() if id(p) not in ids]
+
+    # ------------------------------------------------------------------------------- rendering
+    def _warp(self, src: torch.Tensor, names: list[str], betas: list[torch.Tensor], padding: str) -> torch.Tensor:
+        """src (N, C', h, w) → (N, C', H, W). Colour transformations are applied after the single
+        resampling (they are per-channel affine maps, which commute with bilinear sampling)."""
+        spatial = [(n, b) for n, b in zip(names, betas) if n not in ("color", "identity")]
+        out = apply_sequence(src, [n for n, _ in spatial], [b for _, b in spatial], (self.H, self.H),
+                             self.C, padding_mode=padding, options=self.options)
+        for n, b in zip(names, betas):
+            if n == "color":
+                out = torch.cat([color(out[:, :self.C], b), out[:, self.C:]], dim=1)
+        return out
+
+    def _sprite_source(self, train: bool) -> torch.Tensor:
+        """(K, C+1[+1], s, s): soft-clamped colour, raw mask (or ones), noise canvas when training."""
+        parts = [soft_clamp(self.prototypes)]
+        K, s = self.K, self.s
+        parts.append(self.masks if self.masks is not None else self.prototypes.new_ones(K, 1, s, s))
+        if train and self.cfg.mask_noise > 0 and self.masks is not None:
+            parts.append(self.prototypes.new_ones(K, 1, s, s))
+        return torch.cat(parts, dim=1)
+
+    def _finish(self, warped: torch.Tensor, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """warped (..., C', H, W) → colour (..., C, H, W), alpha (..., 1, H, W) with mask noise."""
+        rgb, mask = warped[..., :self.C, :, :], warped[..., self.C:self.C + 1, :, :]
+        if self.masks is None:
+            return rgb, torch.ones_like(mask)  # opaque prototypes
+        if noise is not None:
+            mask = mask + warped[..., self.C + 1:self.C + 2, :, :] * noise
+        return rgb, soft_clamp(mask)
+
+    def render_all(self, features: torch.Tensor, train: bool, noise: torch.Tensor | None, frozen: bool) -> Rendered:
+        """Every (layer, sprite) candidate for a batch; `noise` (K, 1, H, W) or None."""
+        B, L, K = features.shape[0], self.L, self.K
+        src = self._sprite_source(train)
+        if frozen:
+            src = src.detach()
+        sprite_betas = self.sprite_heads(features)       # list of (L*K, B, P)
+        layer_betas = self.layer_heads(features)         # list of (L, B, P)
+        Cp = src.shape[1]
+        # (L, K, B, C', s, s) → (L*K*B, C', s, s); group index = l*K + k
+        x = src[None, :, None].expand(L, K, B, Cp, self.s, self.s).reshape(L * K * B, Cp, self.s, self.s)
+        betas = [b.reshape(L * K * B, -1) for b in sprite_betas]
+        betas += [b[:, None].expand(L, K, B, b.shape[-1]).reshape(L * K * B, -1) for b in layer_betas]
+        warped = self._warp(x, self.sprite_seq + self.layer_seq, betas, self.padding)
+        warped = warped.view(L, K, B, Cp, self.H, self.H)
+        nz = noise[None, :, None] if noise is not None else None   # (1, K, 1, 1, H, W)
+        layers, alphas = self._finish(warped, nz)
+        if self.has_empty:
+            layers = torch.cat([layers, layers.new_zeros(L, 1, *layers.shape[2:])], dim=1)
+            alphas = torch.cat([alphas, alphas.new_zeros(L, 1, *alphas.shape[2:])], dim=1)
+        return Rendered(layers, alphas)
+
+    def render_chosen(self, features: torch.Tensor, choice: torch.Tensor, train: bool,
+                      noise: torch.Tensor | None, frozen: bool) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Only the chosen sprite of each layer, with gradient: (L, B, C, H, W), (L, B, 1, H, W)."""
+        B, L, K = features.shape[0], self.L, self.K
+        src = self._sprite_source(train)
+        if frozen:
+            src = src.detach()
+        k = choice.t().clamp(max=K - 1)                   # (L, B); the empty sprite is masked below
+        empty = (choice.t() >= K)
+        group = torch.arange(L, device=k.device)[:, None] * K + k          # (L, B)
+        sprite_betas = [b[group, torch.arange(B, device=k.device)[None, :]] for b in self.sprite_heads(features)]
+        layer_betas = self.layer_heads(features)
+        x = src[k.reshape(-1)]                             # (L*B, C', s, s)
+        betas = [b.reshape(L * B, -1) for b in sprite_betas] + [b.reshape(L * B, -1) for b in layer_betas]
+        warped = self._warp(x, self.sprite_seq + self.layer_seq, betas, self.padding).view(L, B, -1, self.H, self.H)
+        nz = noise[k][:, :, None] if noise is not None else None          # (L, B, 1, H, W)
+        nz = nz.squeeze(2) if nz is not None else None
+        layers, alphas = self._finish(warped, nz)
+        keep = (~empty).to(layers.dtype)[:, :, None, None, None]
+        params = {n: b.transpose(0, 1) for n, b in zip(self.sprite_seq, sprite_betas)}
+        params.update({f"layer_{n}": b.transpose(0, 1) for n, b in zip(self.layer_seq, layer_betas)})
+        return layers * keep, alphas * keep, params
+
+    def render_backgrounds(self, features: torch.Tensor, frozen: bool) -> torch.Tensor | None:
+        """(M, B, C, H, W) transformed background prototypes, or None."""
+        if not self.M:
+            return None
+        B = features.shape[0]
+        bkg = soft_clamp(self.backgrounds)
+        if frozen:
+            bkg = bkg.detach()
+        betas = [b.reshape(self.M * B, -1) for b in self.bkg_heads(features)]
+        x = bkg[:, None].expand(self.M, B, *bkg.shape[1:]).reshape(self.M * B, *bkg.shape[1:])
+        return self._warp(x, self.bkg_seq, betas, "border").view(self.M, B, self.C, self.H, self.H)
+
+    def occlusion(self, features: torch.Tensor, hard: bool = False) -> torch.Tensor | None:
+        if self.occlusion_head is None:
+            return None if not hard else fixed_occlusion(self.L, features.shape[0], device=features.device)
+        return occlusion_from_logits(self.occlusion_head(features)[0], self.L, hard=hard)
+
+    # ------------------------------------------------------------------------------- selection
+    def penalty(self, frozen: bool, device) -> torch.Tensor:
+        """λ per real sprite, 0 for the empty one (+inf while sprites are frozen)."""
+        pen = torch.full((self.K + int(self.has_empty),), self.cfg.empty_penalty if self.has_empty else 0.0, device=device)
+        if self.has_empty:
+            pen[-1] = math.inf if frozen else 0.0
+        return pen
+
+    def choose(self, x, rendered: Rendered, backgrounds, occlusion, frozen: bool, second: bool = False):
+        """Min-loss selection over sprites (and background prototypes): choice (B, L), bkg (B,), cost (B,)."""
+        pen = self.penalty(frozen, x.device)
+        mode = {"auto": "auto", "exhaustive": "exhaustive", "greedy": "greedy"}[self.cfg.selection]
+        bkgs = backgrounds if backgrounds is not None else [None]
+        best = None
+        for m, bkg in enumerate(bkgs):
+            out = select(x, rendered.layers, rendered.alphas, bkg, occlusion, pen, mode=mode,
+                         iterations=self.cfg.greedy_iterations, return_second=second)
+            choice, cost = out[0], out[1]
+            sec = out[2] if second else None
+            mm = torch.full_like(cost, m, dtype=torch.long)
+            if best is None:
+                best = [choice, mm, cost, sec]
+            else:
+                better = cost < best[2]
+                if second:  # the runner-up is the best of everything but the winner
+                    best[3] = torch.minimum(torch.where(better, best[2], cost), torch.where(better, sec, best[3]))
+                best[0] = torch.where(better[:, None], choice, best[0])
+                best[1] = torch.where(better, mm, best[1])
+                best[2] = torch.where(better, cost, best[2])
+        return best
+
+    # --------------------------------------------------------------------------------- passes
+    def forward(self, x: torch.Tensor, frozen: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One training pass: (loss, choice (B, L), chosen background (B,))."""
+        features = self.encoder(x)
+        noise = None
+        if self.training and self.masks is not None and self.cfg.mask_noise > 0:
+            a = self.cfg.mask_noise
+            noise = (torch.rand(self.K, 1, self.H, self.H, device=x.device) * 2 - 1) * a  # shared across layers and batch
+        with torch.no_grad():
+            rendered = self.render_all(features, self.training, noise, frozen)
+            backgrounds = self.render_backgrounds(features, frozen)
+            occ = self.occlusion(features)
+            choice, bkg_choice, _, _ = self.choose(x, rendered, backgrounds, occ, frozen)
+        layers, alphas, _ = self.render_chosen(features, choice, self.training, noise, frozen)
+        backgrounds = self.render_backgrounds(features, frozen)
+        background = backgrounds[bkg_choice, torch.arange(x.shape[0])] if backgrounds is not None else None
+        recon = composite(layers, alphas, self.occlusion(features), background)
+        loss = ((recon - x) ** 2).mean()
+        return loss, choice, bkg_choice
+
+    @torch.no_grad()
+    def decompose(self, x: torch.Tensor) -> Decomposition:
+        """Inference: chosen sprites, parameters, hard occlusion, reconstruction, error, margin."""
+        features = self.encoder(x)
+        rendered = self.render_all(features, False, None, False)
+        backgrounds = self.render_backgrounds(features, False)
+        occ = self.occlusion(features, hard=True)
+        choice, bkg_choice, cost, second = self.choose(x, rendered, backgrounds, occ, False, second=True)
+        layers, alphas, params = self.render_chosen(features, choice, False, None, False)
+        B = x.shape[0]
+        backdrop = backgrounds[bkg_choice, torch.arange(B)] if backgrounds is not None else torch.zeros_like(x)
+        recon = composite(layers, alphas, occ, backdrop if backgrounds is not None else None)
+        error = ((recon - x) ** 2).flatten(1).mean(1)
+        margin = (second - cost).clamp(min=0) if second is not None else torch.zeros_like(cost)
+        return Decomposition(choice, cost, error, margin, bkg_choice, recon, layers, alphas, backdrop, occ, params)

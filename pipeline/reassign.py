@@ -1,0 +1,63 @@
+"""Re-seeding of under-used sprites (DTI-Clustering / DTI-Sprites "reassignment").
+
+A sprite chosen for fewer than threshold / K of the selections since the last check restarts as a
+slightly perturbed copy of the most used sprite: its colour (+ N(0, 1e-4²) noise), its mask, its
+transformation heads in every layer, and the Adam moments of all of these are copied (cloned, so
+the two sprites never share a moment buffer — the reference copies some by reference and forgets
+the colour's). The source sprite gets the same small noise, so the two drift apart.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["reassign_unused", "restart_sprite"]
+
+NOISE = 1e-4
+
+
+def _copy_state(optimizer: torch.optim.Optimizer, param: torch.nn.Parameter, dst, src) -> None:
+    state = optimizer.state.get(param)
+    if not state:
+        return
+    for key in ("exp_avg", "exp_avg_sq"):
+        if key in state:
+            state[key][dst] = state[key][src].clone()
+
+
+def restart_sprite(model, optimizer: torch.optim.Optimizer, dst: int, src: int) -> None:
+    """Make sprite `dst` a perturbed copy of sprite `src` (weights, heads, optimiser moments)."""
+    K, L = model.K, model.L
+    with torch.no_grad():
+        for p in (model.prototypes, model.masks):
+            if p is None:
+                continue
+            p[dst] = p[src]
+            _copy_state(optimizer, p, dst, src)
+        for l in range(L):
+            for p in model.sprite_heads.mlp.parameters():
+                p[l * K + dst] = p[l * K + src]
+                _copy_state(optimizer, p, l * K + dst, l * K + src)
+        for k in (dst, src):
+            model.prototypes[k] += torch.randn_like(model.prototypes[k]) * NOISE
+
+
+def reassign_unused(model, optimizer: torch.optim.Optimizer, usage: torch.Tensor, threshold: float) -> list[int]:
+    """usage (L, K') selection counts since the last check (K' includes the empty sprite).
+    Returns the re-seeded sprite indices."""
+    K = model.K
+    counts = usage[:, :K].sum(0).double()          # (K,) over layers; the empty sprite is not a sprite
+    if counts.sum() == 0:
+        return []
+    share = counts / counts.sum()
+    if model.has_empty:  # relative to the most used sprite, since many layers may be empty
+        share = counts / counts.max()
+    low = [k for k in range(K) if share[k] < threshold / K]
+    moved = []
+    for k in low:
+        src = int(torch.argmax(counts))
+        if src == k:
+            continue
+        restart_sprite(model, optimizer, k, src)
+        moved.append(k)
+    return moved
