@@ -39,7 +39,7 @@ def _encode(obj: Any, group: h5py.Group, path: str) -> Any:
 def _decode(obj: Any, group: h5py.Group, device) -> Any:
     if isinstance(obj, dict):
         if "__tensor__" in obj:
-            return torch.from_numpy(group[obj["__tensor__"]][()]).to(getattr(torch, obj["dtype"])).to(device)
+            return torch.from_numpy(np.asarray(group[obj["__tensor__"]][()])).to(getattr(torch, obj["dtype"])).to(device)
         if "__array__" in obj:
             return group[obj["__array__"]][()]
         if "__dict__" in obj:

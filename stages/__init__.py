@@ -1,5 +1,5 @@
 """The stages, in the order they run. Each module declares NAME, DEPS, PARAMS, VERSION and run(ctx)."""
 
-from stages import ingest, train
+from stages import decompose, ingest, train
 
-STAGES = (ingest, train)
+STAGES = (ingest, train, decompose)

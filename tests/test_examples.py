@@ -1,0 +1,237 @@
+"""The built-in example collections: shapes, ground truth, determinism, atomic writing."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.examples import EXAMPLES, Example, generate_example
+from pipeline.examples import _io, tetrominoes
+
+COUNT = 50
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> dict[str, Path]:
+    """Each example generated once with COUNT images (glyphs with 120, for the class check)."""
+    roots = {}
+    for name in EXAMPLES:
+        root = tmp_path_factory.mktemp(name.replace("-", "_"))
+        generate_example(name, root, count=120 if name == "glyphs" else COUNT, seed=3)
+        roots[name] = root
+    return roots
+
+
+def _labels(root: Path) -> list[tuple[str, int]]:
+    with open(root / "ground_truth" / "labels.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["source", "label"]
+    return [(s, int(l)) for s, l in rows[1:]]
+
+
+def _image(root: Path, source: str) -> np.ndarray:
+    return np.asarray(Image.open(root / "images" / source))
+
+
+def _masks(root: Path):
+    with h5py.File(root / "ground_truth" / "masks.h5", "r") as f:
+        sources = [s.decode() if isinstance(s, bytes) else s for s in f["source"][()]]
+        return sources, f["semantic"][()], f["instance"][()], list(f.attrs["classes"])
+
+
+def _check_common(root: Path, example: Example, count: int, masks: bool) -> None:
+    rows = _labels(root)
+    assert len(rows) == count
+    assert len({s for s, _ in rows}) == count
+    classes = (root / "ground_truth" / "classes.txt").read_text(encoding="utf-8").splitlines()
+    assert classes == list(example.classes)
+    assert all(0 <= l < len(classes) for _, l in rows)
+    assert (root / "ground_truth" / "README.md").read_text(encoding="utf-8").strip()
+    assert not (root / _io.PARTIAL).exists()
+    pngs = sorted(p.relative_to(root / "images").as_posix() for p in (root / "images").rglob("*.png"))
+    assert pngs == sorted(s for s, _ in rows)
+    if masks:
+        sources, semantic, instance, names = _masks(root)
+        assert sources == [s for s, _ in rows]
+        assert semantic.shape == instance.shape == (count, example.size, example.size)
+        assert semantic.dtype == instance.dtype == np.uint8
+        assert names == list(example.classes)
+        assert ((semantic > 0) == (instance > 0)).all()
+        assert semantic.max() <= len(classes)
+    else:
+        assert not (root / "ground_truth" / "masks.h5").exists()
+
+
+# --- tetrominoes --------------------------------------------------------------------------------
+
+def test_tetromino_shapes_are_the_19_fixed_pieces():
+    shapes = tetrominoes.SHAPES
+    assert len(shapes) == 19 and len(set(shapes)) == 19
+    assert len(tetrominoes.CLASSES) == 19 and len(set(tetrominoes.CLASSES)) == 19
+    for cells in shapes:
+        assert len(set(cells)) == 4
+        seen, todo = set(), [cells[0]]
+        while todo:  # flood fill over 4-neighbours
+            r, c = todo.pop()
+            if (r, c) in seen or (r, c) not in cells:
+                continue
+            seen.add((r, c))
+            todo += [(r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)]
+        assert len(seen) == 4
+    counts = {}
+    for name in tetrominoes.CLASSES:
+        counts[name[0]] = counts.get(name[0], 0) + 1
+    assert counts == {"I": 2, "O": 1, "T": 4, "S": 2, "Z": 2, "L": 4, "J": 4}
+
+
+def test_tetrominoes_scenes(made):
+    root, example = made["tetrominoes"], EXAMPLES["tetrominoes"]
+    _check_common(root, example, COUNT, masks=True)
+    rows = _labels(root)
+    sources, semantic, instance, _ = _masks(root)
+    area = 4 * tetrominoes.BLOCK ** 2
+    for i, (source, label) in enumerate(rows):
+        image = _image(root, source)
+        assert image.shape == (35, 35, 3)
+        ins, sem = instance[i], semantic[i]
+        assert sorted(np.unique(ins)) == [0, 1, 2, 3]
+        assert ((image.max(axis=2) > 0) == (ins > 0)).all()
+        for k in (1, 2, 3):
+            where = ins == k
+            assert where.sum() == area  # disjoint pieces: each keeps all its 4 blocks
+            assert len(np.unique(image[where], axis=0)) == 1
+            assert len(np.unique(sem[where])) == 1
+        assert label == sem[ins == 3][0] - 1  # the last-drawn piece
+
+
+# --- multi-dsprites -----------------------------------------------------------------------------
+
+def test_multi_dsprites_scenes(made):
+    root, example = made["multi-dsprites"], EXAMPLES["multi-dsprites"]
+    _check_common(root, example, COUNT, masks=True)
+    rows = _labels(root)
+    _, semantic, instance, _ = _masks(root)
+    numbers = set()
+    for i, (source, label) in enumerate(rows):
+        image = _image(root, source)
+        assert image.shape == (64, 64, 3)
+        ins, sem = instance[i], semantic[i]
+        n = int(ins.max())
+        numbers.add(n)
+        assert 2 <= n <= 5
+        assert sorted(np.unique(ins)) == list(range(n + 1))  # every object keeps visible pixels
+        background = image[ins == 0]
+        assert (background == background[0]).all() and len(set(background[0])) == 1
+        for k in range(1, n + 1):
+            assert len(np.unique(sem[ins == k])) == 1
+        assert label == sem[ins == n][0] - 1  # the front-most object
+    assert len(numbers) >= 3
+
+
+# --- glyphs -------------------------------------------------------------------------------------
+
+def test_glyphs_collection(made):
+    root, example = made["glyphs"], EXAMPLES["glyphs"]
+    _check_common(root, example, 120, masks=False)
+    rows = _labels(root)
+    assert {l for _, l in rows} == set(range(10))
+    assert all((root / "images" / s).is_file() for s, _ in rows)
+    assert all(s.startswith("book") and s.count("/") == 2 for s, _ in rows)
+    for source, _ in rows[:20]:
+        with Image.open(root / "images" / source) as im:
+            assert im.mode == "L" and im.size == (28, 28)
+        pixels = _image(root, source)
+        assert pixels.min() <= 120 and np.median(pixels) >= 150  # dark ink on light paper
+
+
+# --- coins --------------------------------------------------------------------------------------
+
+def test_coins_collection(made):
+    root, example = made["coins"], EXAMPLES["coins"]
+    _check_common(root, example, COUNT, masks=True)
+    rows = _labels(root)
+    _, semantic, instance, _ = _masks(root)
+    assert {l for _, l in rows} <= {0, 1, 2, 3}
+    yy, xx = np.mgrid[0:64, 0:64]
+    for i, (source, label) in enumerate(rows):
+        assert _image(root, source).shape == (64, 64, 3)
+        disc = instance[i] == 1
+        assert set(np.unique(instance[i])) == {0, 1}
+        assert (semantic[i][disc] == label + 1).all()
+        radius = np.sqrt(disc.sum() / np.pi)
+        assert 19 <= radius <= 27
+        for axis in (yy, xx):  # the whole disc lies inside: no disc pixel on the border
+            assert axis[disc].min() > 0 and axis[disc].max() < 63
+
+
+# --- determinism, registry, atomicity -----------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(EXAMPLES))
+def test_same_seed_same_bytes(tmp_path, name):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for root, seed in ((a, 7), (b, 7), (c, 8)):
+        generate_example(name, root, count=12, seed=seed)
+    first = _labels(a)[5][0]
+    for rel in (f"images/{first}", "ground_truth/labels.csv"):
+        assert (a / rel).read_bytes() == (b / rel).read_bytes()
+    if (a / "ground_truth" / "masks.h5").exists():
+        assert (a / "ground_truth/masks.h5").read_bytes() == (b / "ground_truth/masks.h5").read_bytes()
+    other = _labels(c)[5][0]
+    assert (a / "images" / first).read_bytes() != (c / "images" / other).read_bytes()
+
+
+def test_registry_and_generate_example(tmp_path):
+    assert set(EXAMPLES) == {"glyphs", "tetrominoes", "multi-dsprites", "coins"}
+    for name, example in EXAMPLES.items():
+        assert example.name == name and example.description and "\n" not in example.description
+        assert example.preset in {"clustering", "objects", "scenes"}
+        assert example.channels in (1, 3) and example.size > 0 and example.default_count >= 1000
+        assert callable(example.generate) and isinstance(example.config, dict)
+    root = tmp_path / "demo"
+    got = generate_example("tetrominoes", root, count=5, seed=1)
+    assert got is EXAMPLES["tetrominoes"]
+    for rel in ("ground_truth/labels.csv", "ground_truth/masks.h5", "ground_truth/classes.txt",
+                "ground_truth/README.md", "images/000004.png"):
+        assert (root / rel).is_file()
+
+
+def test_recommended_config_is_valid():
+    from pipeline.config import config_from_dict, set_value
+    for example in EXAMPLES.values():
+        cfg = config_from_dict({}, preset=example.preset)
+        for section, values in example.config.items():
+            for key, value in values.items():
+                set_value(cfg, section, key, value)
+
+
+def test_refuses_to_overwrite_and_cleans_interrupted(tmp_path):
+    from pipeline.errors import SpritesError
+    root = tmp_path / "p"
+    (root / "images").mkdir(parents=True)
+    (root / "images" / "mine.jpg").write_bytes(b"x")
+    with pytest.raises(SpritesError, match="already exists"):
+        generate_example("coins", root, count=2)
+    assert (root / "images" / "mine.jpg").read_bytes() == b"x"
+
+    def broken(count, rng):  # an interruption after two images
+        yield from list(tetrominoes.samples(2, rng))
+        raise KeyboardInterrupt
+
+    other = tmp_path / "q"
+    with pytest.raises(KeyboardInterrupt):
+        _io.write_collection(other, broken(5, _io.make_rng(0)), 5, 35, tetrominoes.CLASSES, "x", masks=True)
+    assert not (other / "images").exists() and not (other / "ground_truth").exists()
+    assert not (other / _io.PARTIAL).exists()
+    generate_example("tetrominoes", other, count=3)  # a later generation succeeds
+    assert len(_labels(other)) == 3
+
+
+def test_unknown_example(tmp_path):
+    from pipeline.errors import SpritesError
+    with pytest.raises(SpritesError, match="unknown example"):
+        generate_example("nope", tmp_path)
