@@ -325,3 +325,13 @@ def render_toml(cfg: Config) -> str:
             lines.append(f"# {f.metadata['help']}")
             lines.append(f"{f.name} = {_toml_value(getattr(values, f.name))}")
     return "\n".join(lines) + "\n"
+
+
+def config_reference() -> str:
+    """The Markdown tables of every key (README's "Configuration reference"; a test keeps them in sync)."""
+    cfg, out = Config(), []
+    for section, cls in SECTIONS.items():
+        out.append(f"\n**[{section}]**\n\n| key | default | what it does |\n|---|---|---|")
+        for f in dataclasses.fields(cls):
+            out.append(f"| `{section}.{f.name}` | `{_toml_value(getattr(getattr(cfg, section), f.name))}` | {f.metadata['help']} |")
+    return "\n".join(out).strip()

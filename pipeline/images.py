@@ -75,7 +75,8 @@ def to_uint8_array(img: Image.Image, channels: int) -> np.ndarray:
     """Any Pillow mode → uint8 (H, W, channels); 16-bit and float images are rescaled, alpha over white."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         a = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if a.max() > 255 else 255.0
+        # I;16 is 16-bit by definition; a 32-bit "I" image may hold 8-bit values, so guess for it only
+        top = 65535.0 if img.mode != "I" or a.max() > 255 else 255.0
         arr = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         img = Image.fromarray(arr, mode="L")
     elif img.mode == "F":
