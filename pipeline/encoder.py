@@ -1,8 +1,7 @@
 """The image encoder: a small ResNet sized to the crop (the encoder dominates CPU time).
 
 Three stages of `blocks` residual blocks with width, 2·width and 4·width channels; the last two
-stages halve the resolution (as the CIFAR mini-ResNets of the reference), and crops of 48 px or
-more get a stride-2 stem. The feature map is average-pooled to pool × pool and flattened: pool = 1
+stages halve the resolution (as the CIFAR mini-ResNets of the reference). The feature map is average-pooled to pool × pool and flattened: pool = 1
 gives F = 4·width; pool > 1 keeps coarse positions, which multi-object scenes need.
 """
 
@@ -32,7 +31,9 @@ class _Block(nn.Module):
 class Encoder(nn.Module):
     def __init__(self, channels: int, size: int, width: int = 16, blocks: int = 1, pool: int = 1):
         super().__init__()
-        stem_stride = 2 if size >= 48 else 1
+        # The stem halves crops of 24 px or more (and again from 96 px): the first stage then
+        # runs at 12–48 px, which is where a CPU's time goes; the sprites keep full resolution.
+        stem_stride = 1 if size < 24 else (2 if size < 96 else 4)
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, stem_stride, 1, bias=False),
                                    nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
         cin = width

@@ -24,7 +24,7 @@ from pipeline.config import ModelConfig
 from pipeline.encoder import Encoder
 from pipeline.heads import GroupedMLP, SequenceHeads
 from pipeline.selection import select
-from pipeline.transforms import TRANSFORMS, apply_sequence, canonical_name, color, soft_clamp
+from pipeline.transforms import TRANSFORMS, apply_sequence, canonical_name, soft_clamp
 
 __all__ = ["SpriteModel", "Rendered", "Decomposition", "check_model_config"]
 
@@ -141,16 +141,40 @@ class SpriteModel(nn.Module):
         return [p for p in self.parameters() if id(p) not in ids]
 
     # ------------------------------------------------------------------------------- rendering
-    def _warp(self, src: torch.Tensor, names: list[str], betas: list[torch.Tensor], padding: str) -> torch.Tensor:
-        """src (N, C', h, w) → (N, C', H, W). Colour transformations are applied after the single
-        resampling (they are per-channel affine maps, which commute with bilinear sampling)."""
-        spatial = [(n, b) for n, b in zip(names, betas) if n not in ("color", "identity")]
-        out = apply_sequence(src, [n for n, _ in spatial], [b for _, b in spatial], (self.H, self.H),
-                             self.C, padding_mode=padding, options=self.options)
-        for n, b in zip(names, betas):
-            if n == "color":
-                out = torch.cat([color(out[:, :self.C], b), out[:, self.C:]], dim=1)
-        return out
+    def _colour(self, src: torch.Tensor, names: list[str], betas: list[torch.Tensor]) -> torch.Tensor:
+        """The colour transformations of `names` on the first C channels of src (..., C', h, w),
+        broadcasting src and betas (..., P) over their leading dimensions."""
+        C = self.C
+        colours = [b for n, b in zip(names, betas) if n == "color"]
+        if not colours:
+            return src
+        rgb = src[..., :C, :, :]
+        for b in colours:  # (1 + a_c) x_c + b_c, soft-clamped, as transforms.color
+            ab = b.reshape(*b.shape[:-1], C, 2)[..., None, None]                  # (..., C, 2, 1, 1)
+            rgb = soft_clamp(torch.addcmul(ab[..., 1, :, :], rgb, 1 + ab[..., 0, :, :]))
+        rest = src[..., C:, :, :]
+        if not rest.shape[-3]:
+            return rgb
+        shape = torch.broadcast_shapes(rgb.shape[:-3], rest.shape[:-3])
+        return torch.cat([rgb.expand(*shape, *rgb.shape[-3:]), rest.expand(*shape, *rest.shape[-3:])], dim=-3)
+
+    def _warp(self, src: torch.Tensor, lead: tuple[int, ...], names: list[str], betas: list[torch.Tensor],
+              padding: str, colour: bool = True) -> torch.Tensor:
+        """src broadcastable to (*lead, C', h, w), betas broadcastable to (*lead, P_i) → (N, C', H, W),
+        N = prod(lead). Colour transformations run first, at sprite resolution and broadcast over
+        `lead` (the reference's order for color_position; elsewhere they commute with the warp up
+        to the clamp), then every spatial transformation is composed and sampled once."""
+        C = self.C
+        if colour:
+            src = self._colour(src, names, betas)
+        n = 1
+        for d in lead:
+            n *= d
+        x = src.expand(*lead, *src.shape[-3:]).reshape(n, *src.shape[-3:])
+        spatial = [(name, b.expand(*lead, b.shape[-1]).reshape(n, -1))
+                   for name, b in zip(names, betas) if name not in ("color", "identity")]
+        return apply_sequence(x, [m for m, _ in spatial], [b for _, b in spatial], (self.H, self.H),
+                              C, padding_mode=padding, options=self.options)
 
     def _sprite_source(self, train: bool) -> torch.Tensor:
         """(K, C+1[+1], s, s): soft-clamped colour, raw mask (or ones), noise canvas when training."""
@@ -161,13 +185,16 @@ class SpriteModel(nn.Module):
             parts.append(self.prototypes.new_ones(K, 1, s, s))
         return torch.cat(parts, dim=1)
 
-    def _finish(self, warped: torch.Tensor, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """warped (..., C', H, W) → colour (..., C, H, W), alpha (..., 1, H, W) with mask noise."""
+    def _finish(self, warped: torch.Tensor, noise: torch.Tensor | None,
+                canvas: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """warped (..., C', H, W) → colour (..., C, H, W), alpha (..., 1, H, W) with mask noise;
+        the warped noise canvas is channel C+1 of `warped` unless given (broadcastable)."""
         rgb, mask = warped[..., :self.C, :, :], warped[..., self.C:self.C + 1, :, :]
         if self.masks is None:
             return rgb, torch.ones_like(mask)  # opaque prototypes
         if noise is not None:
-            mask = mask + warped[..., self.C + 1:self.C + 2, :, :] * noise
+            canvas = warped[..., self.C + 1:self.C + 2, :, :] if canvas is None else canvas
+            mask = torch.addcmul(mask, canvas, noise)
         return rgb, soft_clamp(mask)
 
     def render_all(self, features: torch.Tensor, train: bool, noise: torch.Tensor | None, frozen: bool) -> Rendered:
@@ -179,14 +206,27 @@ class SpriteModel(nn.Module):
         sprite_betas = self.sprite_heads(features)       # list of (L*K, B, P)
         layer_betas = self.layer_heads(features)         # list of (L, B, P)
         Cp = src.shape[1]
-        # (L, K, B, C', s, s) → (L*K*B, C', s, s); group index = l*K + k
-        x = src[None, :, None].expand(L, K, B, Cp, self.s, self.s).reshape(L * K * B, Cp, self.s, self.s)
-        betas = [b.reshape(L * K * B, -1) for b in sprite_betas]
-        betas += [b[:, None].expand(L, K, B, b.shape[-1]).reshape(L * K * B, -1) for b in layer_betas]
-        warped = self._warp(x, self.sprite_seq + self.layer_seq, betas, self.padding)
-        warped = warped.view(L, K, B, Cp, self.H, self.H)
+        names = self.sprite_seq + self.layer_seq
+        if all(n in ("identity", "color") for n in self.sprite_seq):
+            # Only the layer moves the sprites: one sampling grid per (layer, image) warps the K
+            # sprites stacked as channels — K times fewer grids than one warp per sprite.
+            betas = [b.view(L, K, B, -1).transpose(1, 2) for b in sprite_betas] + [b[:, :, None] for b in layer_betas]
+            Cs = min(Cp, self.C + 1)     # the noise canvas is the same for all sprites: warp it once
+            coloured = self._colour(src[None, None, :, :Cs], names, betas)           # (L|1, B|1, K, Cs, s, s)
+            coloured = coloured.expand(L, B, K, Cs, self.s, self.s).reshape(L, B, K * Cs, self.s, self.s)
+            if Cp > Cs:
+                coloured = torch.cat([coloured, coloured.new_ones(L, B, 1, self.s, self.s)], dim=2)
+            warped = self._warp(coloured, (L, B), self.layer_seq, list(layer_betas), self.padding, colour=False)
+            warped = warped.view(L, B, -1, self.H, self.H)
+            canvas = warped[:, None, :, K * Cs:] if Cp > Cs else None                  # (L, 1, B, 1, H, W)
+            warped = warped[:, :, :K * Cs].view(L, B, K, Cs, self.H, self.H).transpose(1, 2)
+        else:  # candidates (L, K, B); sprite heads are grouped l*K + k, layer heads shared over k
+            betas = [b.view(L, K, B, -1) for b in sprite_betas] + [b[:, None] for b in layer_betas]
+            warped = self._warp(src[None, :, None], (L, K, B), names, betas, self.padding)
+            warped = warped.view(L, K, B, Cp, self.H, self.H)
+            canvas = None
         nz = noise[None, :, None] if noise is not None else None   # (1, K, 1, 1, H, W)
-        layers, alphas = self._finish(warped, nz)
+        layers, alphas = self._finish(warped, nz, canvas)
         if self.has_empty:
             layers = torch.cat([layers, layers.new_zeros(L, 1, *layers.shape[2:])], dim=1)
             alphas = torch.cat([alphas, alphas.new_zeros(L, 1, *alphas.shape[2:])], dim=1)
@@ -204,9 +244,9 @@ class SpriteModel(nn.Module):
         group = torch.arange(L, device=k.device)[:, None] * K + k          # (L, B)
         sprite_betas = [b[group, torch.arange(B, device=k.device)[None, :]] for b in self.sprite_heads(features)]
         layer_betas = self.layer_heads(features)
-        x = src[k.reshape(-1)]                             # (L*B, C', s, s)
-        betas = [b.reshape(L * B, -1) for b in sprite_betas] + [b.reshape(L * B, -1) for b in layer_betas]
-        warped = self._warp(x, self.sprite_seq + self.layer_seq, betas, self.padding).view(L, B, -1, self.H, self.H)
+        x = src[k]                                         # (L, B, C', s, s)
+        warped = self._warp(x, (L, B), self.sprite_seq + self.layer_seq, sprite_betas + layer_betas,
+                            self.padding).view(L, B, -1, self.H, self.H)
         nz = noise[k][:, :, None] if noise is not None else None          # (L, B, 1, H, W)
         nz = nz.squeeze(2) if nz is not None else None
         layers, alphas = self._finish(warped, nz)
@@ -223,9 +263,8 @@ class SpriteModel(nn.Module):
         bkg = soft_clamp(self.backgrounds)
         if frozen:
             bkg = bkg.detach()
-        betas = [b.reshape(self.M * B, -1) for b in self.bkg_heads(features)]
-        x = bkg[:, None].expand(self.M, B, *bkg.shape[1:]).reshape(self.M * B, *bkg.shape[1:])
-        return self._warp(x, self.bkg_seq, betas, "border").view(self.M, B, self.C, self.H, self.H)
+        betas = self.bkg_heads(features)[:len(self.bkg_seq)]                  # (M, B, P) each
+        return self._warp(bkg[:, None], (self.M, B), self.bkg_seq, betas, "border").view(self.M, B, self.C, self.H, self.H)
 
     def occlusion(self, features: torch.Tensor, hard: bool = False) -> torch.Tensor | None:
         if self.occlusion_head is None:

@@ -59,7 +59,8 @@ def soft_clamp(x: torch.Tensor, alpha: float = 0.01) -> torch.Tensor:
 
     ``clamp(x, 0, 1) + alpha * min(x, 0) + alpha * max(x - 1, 0)``; the identity on [0, 1].
     """
-    return x.clamp(0, 1) + alpha * (x.clamp(max=0) + (x - 1).clamp(min=0))
+    # x − clamp(x) = min(x, 0) + max(x − 1, 0), so one clamp and one lerp (fewer passes over x)
+    return torch.lerp(x.clamp(0, 1), x, alpha)
 
 
 def pixel_grid(
@@ -253,7 +254,7 @@ def color(x: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     N, C = x.shape[:2]
     _check("color", "beta", beta, tuple(beta.shape) == (N, 2 * C), f"({N}, {2 * C})")
     ab = beta.reshape(N, C, 2, 1, 1)
-    return soft_clamp(x * (1 + ab[:, :, 0]) + ab[:, :, 1])
+    return soft_clamp(torch.addcmul(ab[:, :, 1], x, 1 + ab[:, :, 0]))
 
 
 def _soft_morph(x: torch.Tensor, alpha: torch.Tensor, logits: torch.Tensor, k: int):

@@ -32,12 +32,30 @@ def load_crops(path) -> torch.Tensor:
         return torch.from_numpy(f["crops"][()])
 
 
+def seed_sprites(crops: torch.Tensor, k: int, generator: torch.Generator, pool: int = 2000) -> torch.Tensor:
+    """k-means++ seeding: k diverse crops (each next one drawn with probability ∝ its squared
+    distance to the nearest chosen one), compared at a coarse 8 × 8 resolution so small shifts
+    do not count. Returns (k, C, S, S) float in [0, 1]."""
+    idx = torch.randperm(crops.shape[0], generator=generator)[:max(pool, k)]
+    x = crops[idx].float() / 255
+    small = torch.nn.functional.adaptive_avg_pool2d(x, 8).flatten(1)            # (P, C*64)
+    chosen = [int(torch.randint(len(idx), (1,), generator=generator))]
+    dist = ((small - small[chosen[0]]) ** 2).sum(1)
+    while len(chosen) < min(k, len(idx)):
+        probs = dist / dist.sum() if dist.sum() > 0 else torch.full_like(dist, 1 / len(dist))
+        nxt = int(torch.multinomial(probs, 1, generator=generator))
+        chosen.append(nxt)
+        dist = torch.minimum(dist, ((small - small[nxt]) ** 2).sum(1))
+    return x[chosen]
+
+
 def build_model(cfg, crops: torch.Tensor) -> SpriteModel:
     g = torch.Generator().manual_seed(cfg.train.seed)
     torch.manual_seed(cfg.train.seed)
-    sample = crops[torch.randperm(crops.shape[0], generator=g)[:max(100, cfg.model.sprites)]].float() / 255
-    return SpriteModel(cfg.model, crops.shape[1], crops.shape[-1], init_images=sample,
-                       mean_image=sample[:100].mean(0))
+    sample = crops[torch.randperm(crops.shape[0], generator=g)[:100]].float() / 255
+    seeds = seed_sprites(crops, cfg.model.sprites, g) if cfg.model.sprite_init == "samples" else None
+    return SpriteModel(cfg.model, crops.shape[1], crops.shape[-1], init_images=seeds,
+                       mean_image=sample.mean(0))
 
 
 def _checkpoint_path(ctx):
