@@ -217,4 +217,11 @@ def instance_labels(
     _check_alphas(alphas)
     hard_alphas = (alphas > threshold).to(alphas.dtype)
     occ = None if occlusion is None else harden_occlusion(occlusion)
-    return layer_weights(hard_alphas, occ).argmax(dim=0)[:, 0]  # (B, H, W)
+    weights = layer_weights(hard_alphas, occ)[:, :, 0]  # (L+1, B, H, W)
+    # argmax over the small leading axis as elementwise comparisons (a strided argmax is slow)
+    best, label = weights[0], torch.zeros_like(weights[0], dtype=torch.long)
+    for l in range(1, weights.shape[0]):
+        better = weights[l] > best
+        best = torch.where(better, weights[l], best)
+        label = torch.where(better, torch.full_like(label, l), label)
+    return label  # (B, H, W)

@@ -79,7 +79,7 @@ class ModelConfig:
     empty_sprite: bool = _opt(False, "add a frozen empty sprite so a layer may hold nothing")
     empty_penalty: float = _opt(1e-4, "lambda: cost added per non-empty sprite when choosing sprites")
     transforms: list[str] = _opt(["color", "affine", "tps"], "sprite transformations, applied in order (color, position, similarity, affine, projective, tps, morphological)")
-    curriculum: list[float] = _opt([], "epoch at which each sprite transformation switches on (one per transform; empty = all at once)")
+    curriculum: list[float] = _opt([], "epoch at which each sprite transformation switches on, in order; those without an epoch start at once")
     layer_transforms: list[str] = _opt([], "transformations shared by the sprites of a layer (e.g. color, position)")
     background_transforms: list[str] = _opt(["color"], "background transformations")
     position_scale: float = _opt(0.5, "initial sprite scale in the image frame for the position transformation")
@@ -309,8 +309,8 @@ def validate(cfg: Config) -> None:
     m = cfg.model
     if m.sprite_size > cfg.ingest.size:
         raise SpritesError(f"model.sprite_size = {m.sprite_size} is larger than the crops (ingest.size = {cfg.ingest.size}): lower it or set 0 (= crop size)")
-    if m.curriculum and len(m.curriculum) != len(m.transforms):
-        raise SpritesError(f"model.curriculum has {len(m.curriculum)} entries but model.transforms has {len(m.transforms)}: give one epoch per transformation, or [] for all at once")
+    if len(m.curriculum) > len(m.transforms):
+        raise SpritesError(f"model.curriculum has {len(m.curriculum)} entries but model.transforms has only {len(m.transforms)}: give at most one epoch per transformation")
     if m.morpho_kernel % 2 == 0:
         raise SpritesError(f"model.morpho_kernel must be odd; got {m.morpho_kernel}")
     if not m.transparent and (m.layers > 1 or m.background):

@@ -129,7 +129,7 @@ class SpriteModel(nn.Module):
     # ----------------------------------------------------------------------------------- state
     def set_epoch(self, epoch: float) -> None:
         """Curriculum: switch on the sprite transformations whose epoch has come."""
-        milestones = self.cfg.curriculum or [0] * len(self.sprite_seq)
+        milestones = list(self.cfg.curriculum) + [0] * (len(self.sprite_seq) - len(self.cfg.curriculum))
         for i, m in enumerate(milestones):
             self.sprite_heads.active[i] = float(epoch >= m)
 
@@ -177,10 +177,13 @@ class SpriteModel(nn.Module):
                               C, padding_mode=padding, options=self.options)
 
     def _sprite_source(self, train: bool) -> torch.Tensor:
-        """(K, C+1[+1], s, s): soft-clamped colour, raw mask (or ones), noise canvas when training."""
+        """(K, C[+1[+1]], s, s): soft-clamped colour, raw mask, noise canvas when training; opaque
+        prototypes have no mask channel (their alpha is 1 everywhere, border padding included)."""
         parts = [soft_clamp(self.prototypes)]
         K, s = self.K, self.s
-        parts.append(self.masks if self.masks is not None else self.prototypes.new_ones(K, 1, s, s))
+        if self.masks is None:
+            return parts[0]
+        parts.append(self.masks)
         if train and self.cfg.mask_noise > 0 and self.masks is not None:
             parts.append(self.prototypes.new_ones(K, 1, s, s))
         return torch.cat(parts, dim=1)
@@ -189,9 +192,10 @@ class SpriteModel(nn.Module):
                 canvas: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """warped (..., C', H, W) → colour (..., C, H, W), alpha (..., 1, H, W) with mask noise;
         the warped noise canvas is channel C+1 of `warped` unless given (broadcastable)."""
-        rgb, mask = warped[..., :self.C, :, :], warped[..., self.C:self.C + 1, :, :]
+        rgb = warped[..., :self.C, :, :]
         if self.masks is None:
-            return rgb, torch.ones_like(mask)  # opaque prototypes
+            return rgb, rgb.new_ones(*rgb.shape[:-3], 1, *rgb.shape[-2:])  # opaque prototypes
+        mask = warped[..., self.C:self.C + 1, :, :]
         if noise is not None:
             canvas = warped[..., self.C + 1:self.C + 2, :, :] if canvas is None else canvas
             mask = torch.addcmul(mask, canvas, noise)

@@ -237,7 +237,10 @@ def tps_on_grid(beta: torch.Tensor, out_hw: tuple[int, int], grid_size: int = 4)
     M = grid_size**2
     _check("tps_on_grid", "beta", beta, beta.ndim == 2 and beta.shape[1] == 2 * M, f"(N, {2 * M})")
     grid, B = _tps_grid_basis(grid_size, *out_hw, beta.dtype, beta.device)
-    return grid + B @ beta.reshape(-1, M, 2)
+    N = beta.shape[0]
+    # one (H*W, M) @ (M, N*2) GEMM instead of N tiny batched products (~10× faster on a CPU)
+    disp = B @ beta.reshape(N, M, 2).permute(1, 0, 2).reshape(M, N * 2)       # (H*W, N*2)
+    return grid + disp.view(-1, N, 2).transpose(0, 1)
 
 
 # -- image ops -----------------------------------------------------------------------------------

@@ -110,8 +110,8 @@ class TestApplyOverrides:
 
 class TestValidate:
     def test_curriculum_length_mismatch(self):
-        with pytest.raises(SpritesError, match="model.curriculum has 2 entries but model.transforms has 3"):
-            apply_overrides(Config(), ['model.transforms=["color","affine","tps"]', "model.curriculum=[0, 1]"])
+        with pytest.raises(SpritesError, match="model.curriculum has 3 entries but model.transforms has only 2"):
+            apply_overrides(Config(), ['model.transforms=["color","affine"]', "model.curriculum=[0, 1, 2]"])
 
     def test_sprite_size_larger_than_crops(self):
         with pytest.raises(SpritesError, match=r"model\.sprite_size = 40 is larger than the crops \(ingest\.size = 32\)"):

@@ -1,0 +1,135 @@
+"""The sprite model: identity at initialisation, shapes, selection, re-seeding, config errors."""
+
+import pytest
+import torch
+
+from pipeline.compositor import composite
+from pipeline.config import config_from_dict
+from pipeline.errors import SpritesError
+from pipeline.model import SpriteModel, check_model_config
+from pipeline.reassign import reassign_unused
+from pipeline.train import make_optimizer
+
+
+def _model(preset="objects", size=16, channels=3, **model):
+    cfg = config_from_dict({"model": model, "ingest": {"size": size}}, preset=preset)
+    torch.manual_seed(0)
+    return SpriteModel(cfg.model, channels, size), cfg
+
+
+class TestSpriteModel:
+    def test_smoke_every_preset(self):
+        for preset, extra in (("clustering", {}), ("objects", {}), ("scenes", {"sprites": 4, "layers": 2})):
+            model, cfg = _model(preset, **extra)
+            x = torch.rand(4, 3, 16, 16)
+            model.train()
+            loss, choice, bkg = model(x)
+            loss.backward()
+            assert torch.isfinite(loss) and choice.shape == (4, model.L) and bkg.shape == (4,)
+            model.eval()
+            d = model.decompose(x)
+            assert d.recon.shape == x.shape and d.alphas.shape == (model.L, 4, 1, 16, 16)
+            assert (d.margin >= 0).all()
+
+    def test_heads_start_at_identity(self):
+        # zero-initialised last layers: every predicted parameter is exactly 0 at init
+        model, _ = _model("objects", transforms=["color", "affine", "tps"])
+        feats = model.encoder(torch.rand(3, 3, 16, 16))
+        for beta in model.sprite_heads(feats) + model.bkg_heads(feats):
+            assert torch.equal(beta, torch.zeros_like(beta))
+
+    def test_render_at_init_is_the_sprite(self):
+        # with identity transformations the rendered candidate is the (clamped) sprite itself
+        model, _ = _model("objects", transforms=["color", "affine"], curriculum=[], background_transforms=["color"])
+        model.eval()
+        feats = model.encoder(torch.rand(2, 3, 16, 16))
+        with torch.no_grad():
+            r = model.render_all(feats, False, None, False)
+        assert torch.allclose(r.layers[0, :, 0], model.prototypes.clamp(0, 1), atol=1e-5)
+        assert torch.allclose(r.alphas[0, :, 0], model.masks.clamp(0, 1), atol=1e-5)
+
+    def test_stacked_layer_warp_equals_per_sprite_warp(self):
+        # layer-only transformations use one grid per (layer, image); compare with the general path
+        model, _ = _model("scenes", sprites=3, layers=2, sprite_size=10)
+        feats = model.encoder(torch.rand(2, 3, 16, 16))
+        with torch.no_grad():
+            for p in model.layer_heads.parameters():
+                p.normal_(0, 0.3)
+            noise = torch.rand(3, 1, 16, 16) - 0.5
+            fast = model.render_all(feats, True, noise, False)
+            model.sprite_seq = ["affine"]  # a sprite-level spatial map (zero = identity) forces the general path
+            model.sprite_heads.sizes = [6]
+            model.sprite_heads.mlp.w3 = torch.nn.Parameter(torch.zeros(6, 128, 6))
+            model.sprite_heads.mlp.b3 = torch.nn.Parameter(torch.zeros(6, 1, 6))
+            model.sprite_heads.active = torch.ones(1)
+            slow = model.render_all(feats, True, noise, False)
+        assert torch.allclose(fast.layers, slow.layers, atol=1e-5)
+        assert torch.allclose(fast.alphas, slow.alphas, atol=1e-5)
+
+    def test_training_loss_matches_composite_of_choice(self):
+        # the loss is the MSE of Eq. 2 with the selected sprites (no mask noise in eval mode)
+        model, _ = _model("scenes", sprites=3, layers=2, mask_noise=0.0)
+        model.eval()
+        x = torch.rand(3, 3, 16, 16)
+        loss, choice, bkg = model(x)
+        feats = model.encoder(x)
+        layers, alphas, _ = model.render_chosen(feats, choice, False, None, False)
+        background = model.render_backgrounds(feats, False)[bkg, torch.arange(3)]
+        recon = composite(layers, alphas, model.occlusion(feats), background)
+        assert torch.allclose(loss, ((recon - x) ** 2).mean(), atol=1e-6)
+
+    def test_selection_picks_the_matching_sprite(self):
+        # clustering: an image equal to sprite k is assigned to k
+        model, _ = _model("clustering", size=16, channels=1, sprites=4, transforms=["affine"], curriculum=[])
+        model.eval()
+        with torch.no_grad():
+            model.prototypes.copy_(torch.rand(4, 1, 16, 16))
+        d = model.decompose(model.prototypes.detach().clamp(0, 1)[[2, 0, 3]])
+        assert d.choice[:, 0].tolist() == [2, 0, 3]
+        assert (d.error < 1e-6).all()
+
+    def test_curriculum_switches_modules_on(self):
+        model, _ = _model("objects", transforms=["color", "affine", "tps"], curriculum=[0, 2, 5])
+        model.set_epoch(0)
+        assert model.sprite_heads.active.tolist() == [1, 0, 0]
+        model.set_epoch(3.5)
+        assert model.sprite_heads.active.tolist() == [1, 1, 0]
+        model.set_epoch(5)
+        assert model.sprite_heads.active.tolist() == [1, 1, 1]
+
+
+class TestReassign:
+    def test_unused_sprite_restarts_from_most_used(self):
+        model, cfg = _model("objects", sprites=3)
+        opt = make_optimizer(model, cfg.train)
+        x = torch.rand(4, 3, 16, 16)
+        loss, _, _ = model(x)
+        loss.backward()
+        opt.step()  # creates Adam moments
+        usage = torch.tensor([[0, 40, 10]])  # sprite 0 unused, sprite 1 most used
+        moved = reassign_unused(model, opt, usage, threshold=0.2)
+        assert moved == [0]
+        assert torch.allclose(model.prototypes[0], model.prototypes[1], atol=1e-3)
+        assert not torch.equal(model.prototypes[0], model.prototypes[1])  # perturbed apart
+        assert torch.equal(model.masks[0], model.masks[1])
+        w3 = model.sprite_heads.mlp.w3
+        assert torch.equal(w3[0], w3[1])
+        state = opt.state[model.masks]["exp_avg"]
+        assert torch.equal(state[0], state[1]) and state[0].data_ptr() != state[1].data_ptr()
+
+
+class TestConfigErrors:
+    def test_exhaustive_too_big(self):
+        cfg = config_from_dict({"model": {"sprites": 19, "layers": 3, "selection": "exhaustive"}}, preset="scenes")
+        with pytest.raises(SpritesError, match="greedy"):
+            check_model_config(cfg.model, 35)
+
+    def test_unknown_transformation(self):
+        cfg = config_from_dict({"model": {"transforms": ["projetive"], "curriculum": []}}, preset="objects")
+        with pytest.raises(SpritesError, match="projective"):
+            check_model_config(cfg.model, 32)
+
+    def test_sprite_larger_than_crop(self):
+        cfg = config_from_dict({"model": {"sprite_size": 48}, "ingest": {"size": 64}}, preset="objects")
+        with pytest.raises(SpritesError, match="sprite_size"):
+            check_model_config(cfg.model, 32)
