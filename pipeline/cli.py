@@ -46,7 +46,7 @@ def _example_names() -> list[str]:
 
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False))
-@click.option("--images", help="a folder of images (searched recursively) or a glob such as 'scans/**/*.jpg'")
+@click.option("--images", help="a folder of images and PDFs (searched recursively), a glob such as 'scans/**/*.jpg', a PDF, a IIIF manifest URL or file, or a .txt list of these")
 @click.option("--preset", type=click.Choice(["clustering", "objects", "scenes"]),
               help="clustering: one opaque sprite per image; objects: one sprite over a background; scenes: several layers with occlusion")
 @click.option("--example", help="fill the project with a built-in generated collection (glyphs, tetrominoes, multi-dsprites, coins)")
@@ -73,7 +73,7 @@ def init(directory, images, preset, example, count, seed, sets, force):
         _fail(e)
     click.echo(f"created {project.config_path}")
     if images is None and example is None:
-        click.echo(f"set ingest.images in {project.config_path} to your images folder, then run:")
+        click.echo(f"set ingest.images in {project.config_path} to your images (folder, PDF or IIIF manifest), then run:")
     click.echo(f"  sprites run all --project {directory}")
 
 
@@ -123,6 +123,110 @@ def status(project_dir, sets):
             if st.reasons:
                 line += ": " + "; ".join(st.reasons)
             click.echo(line)
+    except SpritesError as e:
+        _fail(e)
+
+
+@cli.command("eval")
+@_project_option
+@click.option("--labels", type=click.Path(dir_okay=False), metavar="CSV",
+              help="ground-truth classes: a CSV with columns source,label (default DIR/ground_truth/labels.csv)")
+@click.option("--masks", type=click.Path(dir_okay=False), metavar="H5",
+              help="ground-truth masks: HDF5 with source, instance, semantic (default DIR/ground_truth/masks.h5)")
+def eval_cmd(project_dir, labels, masks):
+    """Score the decomposition against ground truth; writes DIR/exports/eval.json.
+
+    \b
+    With --labels: clustering accuracy (Hungarian), NMI and ARI of each crop's front sprite.
+    With --masks: ARI-FG, ARI and semantic mIoU / mACC of the decomposition masks.
+    Without either, the project's ground_truth/ (made by `sprites init --example`) is used.
+
+    \b
+    Examples:
+      sprites eval --project demo
+      sprites eval -p letters --labels letters-classes.csv
+    """
+    from pipeline.evaluate import evaluate, format_summary
+    try:
+        result = evaluate(project_dir, labels=labels, masks=masks)
+    except SpritesError as e:
+        _fail(e)
+    for line in format_summary(result):
+        click.echo(line)
+    click.echo(f"wrote {result['path']}")
+
+
+@cli.group(context_settings=CONTEXT_SETTINGS)
+def bench():
+    """Throughput and quality figures (benchmarks, not tests)."""
+
+
+@bench.command("speed")
+@click.option("--preset", type=click.Choice(["clustering", "objects", "scenes", "all"]), default="all",
+              show_default=True, help="which reference cases: clustering-28, objects-64, tetrominoes + multi-dsprites, or all")
+@click.option("--threads", type=int, default=0, show_default=True, help="torch threads (0 = torch's default)")
+@click.option("--batch", type=int, default=32, show_default=True, help="training batch size")
+@click.option("--steps", type=int, default=10, show_default=True, help="timed iterations (the median is reported)")
+@click.option("--warmup", type=int, default=3, show_default=True, help="untimed iterations first")
+@click.option("--decompose-steps", type=int, default=3, show_default=True,
+              help="timed decompose batches of 256 (0 = skip)")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also save the results to this JSON file")
+def bench_speed(preset, threads, batch, steps, warmup, decompose_steps, json_path):
+    """Training-step throughput on random data, beside the reference code's figures.
+
+    Times exactly zero_grad + forward + backward + Adam step on a pre-built batch (as the
+    reference figures were measured: batch 32, 2 threads), then decompose with batch 256.
+    """
+    from pipeline.bench import speed_bench, write_json
+    try:
+        result = speed_bench(preset, threads=threads, batch=batch, steps=steps, warmup=warmup,
+                             decompose_steps=decompose_steps, log=click.echo)
+        if json_path:
+            click.echo(f"wrote {write_json(json_path, result)}")
+    except SpritesError as e:
+        _fail(e)
+
+
+@bench.command("quality")
+@click.argument("name")
+@click.option("--minutes", type=float, help="training budget (default: glyphs 5, tetrominoes 30, multi-dsprites 45, coins 10)")
+@click.option("--count", type=int, help="number of images (default: the example's)")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help="project folder (default ./bench-NAME, emptied first)")
+@_set_option
+@click.option("--quiet", "-q", is_flag=True, help="no progress bars")
+def bench_quality(name, minutes, count, directory, sets, quiet):
+    """Train example NAME for a time budget, run all stages and evaluate (one line of figures).
+
+    The line is saved as DIR/exports/bench.json.
+    """
+    from pipeline.bench import format_quality, quality_bench
+    try:
+        line = quality_bench(name, minutes=minutes, count=count, directory=directory, sets=sets,
+                             log=click.echo, progress=not quiet)
+    except SpritesError as e:
+        _fail(e)
+    click.echo(format_quality(line))
+    click.echo(f"wrote {line['path']}")
+
+
+@bench.command("ingest")
+@click.option("--count", type=int, default=20000, show_default=True, help="number of generated images")
+@click.option("--size", type=int, default=256, show_default=True, help="side in px of the generated PNG images")
+@click.option("--crop", type=int, default=64, show_default=True, help="ingest.size: side of the crops")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help="project folder (default in the temp folder)")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also save the results to this JSON file")
+def bench_ingest(count, size, crop, directory, json_path):
+    """Time `sprites run ingest` on a generated collection (made once, kept in the temp folder).
+
+    Reports images/s and the peak memory of the ingest's own processes (run in a subprocess).
+    """
+    from pipeline.bench import format_ingest, ingest_bench, write_json
+    try:
+        result = ingest_bench(count=count, size=size, crop=crop, directory=directory, log=click.echo)
+        for line in format_ingest(result):
+            click.echo(line)
+        if json_path:
+            click.echo(f"wrote {write_json(json_path, result)}")
     except SpritesError as e:
         _fail(e)
 

@@ -22,16 +22,18 @@ from PIL import Image, ImageOps
 
 from pipeline.errors import SpritesError
 
-__all__ = ["IMAGE_EXTENSIONS", "Listing", "list_images", "load_crop", "CropResult", "to_uint8_array"]
+__all__ = ["IMAGE_EXTENSIONS", "DOCUMENT_EXTENSIONS", "Listing", "list_images", "load_crop", "CropResult",
+           "to_uint8_array", "decode_image", "DecodedImage", "square_crop"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+DOCUMENT_EXTENSIONS = (".pdf",)  # listed with the images; each page becomes an image (pipeline.sources.pdf)
 cv2.setNumThreads(1)  # crops are made in worker processes; nested threads only oversubscribe
 
 
 @dataclass
 class Listing:
     root: Path                      # sources are relative to this folder
-    files: list[str]                # relative POSIX paths of candidate images, sorted
+    files: list[str]                # relative POSIX paths of candidate images (and PDFs), sorted
     ignored: list[tuple[str, str]]  # (relative path, reason) for files that are not images
 
 
@@ -46,7 +48,7 @@ def _magic_prefix(spec: str) -> Path:
 
 
 def list_images(spec: str) -> Listing:
-    """Images under a folder (recursive, hidden files skipped) or matching a glob (`**` allowed)."""
+    """Images (and PDFs) under a folder (recursive, hidden files skipped) or matching a glob (`**` allowed)."""
     path = Path(spec)
     if glob.has_magic(spec):
         root = _magic_prefix(spec)
@@ -64,7 +66,7 @@ def list_images(spec: str) -> Listing:
     files, ignored = [], []
     for p in found:
         rel = p.relative_to(root).as_posix() if p.is_relative_to(root) else p.as_posix()
-        if p.suffix.lower() in IMAGE_EXTENSIONS:
+        if p.suffix.lower() in IMAGE_EXTENSIONS + DOCUMENT_EXTENSIONS:
             files.append(rel)
         else:
             ignored.append((rel, f"not an image (unsupported file type {p.suffix or 'without extension'})"))
@@ -126,6 +128,51 @@ def _square(arr: np.ndarray, size: int, pad: str) -> tuple[np.ndarray, tuple[int
     return out, (x0, y0, nw, nh)
 
 
+def square_crop(arr: np.ndarray, size: int, pad: str = "border") -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """(H, W, C) uint8 → the (C, size, size) crop and the content box x, y, w, h inside it."""
+    crop, box = _square(arr, size, pad)
+    return np.ascontiguousarray(crop.transpose(2, 0, 1)), box
+
+
+@dataclass
+class DecodedImage:
+    array: np.ndarray | None        # (H, W, C) uint8, possibly decoded at reduced resolution (draft)
+    width: int = 0                  # full size in px, after the EXIF orientation
+    height: int = 0
+    error: str | None = None
+
+
+def decode_image(data: bytes, channels: int, max_pixels: int = 250_000_000,
+                 draft: int | None = None) -> DecodedImage:
+    """Decode image bytes (any Pillow format, EXIF orientation applied); never raises for bad data.
+
+    `draft` lets JPEG decoding stop at a reduced resolution at least `draft` px on each side
+    (much faster for large scans when only a small crop is wanted); None decodes at full size.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+            if w * h > max_pixels:
+                return DecodedImage(None, w, h, error=f"too large ({w}×{h} px > ingest.max_pixels = {max_pixels})")
+            if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation turns a quarter
+                w, h = h, w
+            if draft is not None and img.format == "JPEG":
+                img.draft("RGB" if channels == 3 else "L", (draft, draft))
+            img = ImageOps.exif_transpose(img)
+            img.load()
+            arr = to_uint8_array(img, channels)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        return DecodedImage(None, error=f"decompression bomb guard: {e}")
+    except Image.UnidentifiedImageError:
+        return DecodedImage(None, error="not a readable image (unknown format or corrupt header)")
+    except Exception as e:  # Pillow raises many types for corrupt data
+        kind = "truncated or corrupt image" if isinstance(e, (OSError, SyntaxError, ValueError)) else "unreadable image"
+        return DecodedImage(None, error=f"{kind} ({type(e).__name__}: {e})")
+    return DecodedImage(arr, w, h)
+
+
 def load_crop(path: str | Path, size: int, channels: int, pad: str = "border",
               max_pixels: int = 250_000_000) -> CropResult:
     """Read one image file and make its crop; never raises for a bad file (the error is returned)."""
@@ -134,26 +181,8 @@ def load_crop(path: str | Path, size: int, channels: int, pad: str = "border",
     except OSError as e:
         return CropResult(None, error=f"cannot read the file ({e.strerror or e})")
     checksum = hashlib.sha1(data).hexdigest()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            w, h = img.size
-            if w * h > max_pixels:
-                return CropResult(None, w, h, checksum=checksum, error=f"too large ({w}×{h} px > ingest.max_pixels = {max_pixels})")
-            if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation turns a quarter
-                w, h = h, w
-            if img.format == "JPEG":  # decode at reduced resolution: much faster for large scans
-                img.draft("RGB" if channels == 3 else "L", (size * 2, size * 2))
-            img = ImageOps.exif_transpose(img)
-            img.load()
-            arr = to_uint8_array(img, channels)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        return CropResult(None, checksum=checksum, error=f"decompression bomb guard: {e}")
-    except Image.UnidentifiedImageError:
-        return CropResult(None, checksum=checksum, error="not a readable image (unknown format or corrupt header)")
-    except Exception as e:  # Pillow raises many types for corrupt data
-        kind = "truncated or corrupt image" if isinstance(e, (OSError, SyntaxError, ValueError)) else "unreadable image"
-        return CropResult(None, checksum=checksum, error=f"{kind} ({type(e).__name__}: {e})")
-    crop, box = _square(arr, size, pad)
-    return CropResult(np.ascontiguousarray(crop.transpose(2, 0, 1)), w, h, box, checksum)
+    image = decode_image(data, channels, max_pixels, draft=size * 2)
+    if image.error:
+        return CropResult(None, image.width, image.height, checksum=checksum, error=image.error)
+    crop, box = square_crop(image.array, size, pad)
+    return CropResult(crop, image.width, image.height, box, checksum)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pipeline.config import Config, PRESETS, apply_overrides, config_from_dict, load_config, render_toml, set_value
 from pipeline.errors import SpritesError
+from pipeline.sources.http import is_url
 
 __all__ = ["Project", "init_project", "CONFIG_NAME"]
 
@@ -94,7 +95,9 @@ def init_project(root: str | Path, images: str | None = None, preset: str | None
     for section, values in overrides.items():
         for key, value in values.items():
             set_value(cfg, section, key, value)
-    if images is not None:
+    if images is not None and is_url(images):  # a IIIF manifest or collection
+        cfg.ingest.images = images
+    elif images is not None:
         if not any(ch in images for ch in "*?[") and not Path(images).expanduser().exists():
             raise SpritesError(f"--images {images}: no such folder or file; give a folder of images or a glob like 'scans/**/*.jpg'")
         cfg.ingest.images = _relative_spec(images, root)

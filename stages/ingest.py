@@ -1,9 +1,24 @@
-"""ingest: images → square crops with provenance, in cache/ingest.h5.
+"""ingest: images, PDFs and IIIF manifests → square crops with provenance, in cache/ingest.h5.
 
-Datasets (first axis = crop id, never reordered): `crops` (N, C, S, S) uint8; `source` (N,) path
-relative to the images root; `box` (N, 4) x, y, w, h of the crop in source pixels; `size` (N, 2)
-original width, height; `content_box` (N, 4) where the image lies inside the padded crop;
-`checksum` (N,) sha1 of the file; `skipped/source`, `skipped/reason`; `files/*` the listing.
+Datasets (first axis = crop id, never reordered):
+* `crops` (N, C, S, S) uint8;
+* `source` (N,) the page: an image's path relative to the images root (attribute `images_root`),
+  `book.pdf#page=3` for a PDF page (1-based), the canvas id (a URL) for a IIIF canvas;
+* `box` (N, 4) x, y, w, h of the crop in source coordinates: image pixels; PDF pixels at
+  `ingest.pdf_dpi`; full-resolution canvas coordinates for IIIF (scaled back from the fetched size);
+* `size` (N, 2) the source's width, height in the same coordinates; `content_box` (N, 4) where the
+  cut lies inside the padded crop; `checksum` (N,) sha1 of the image file, the PDF, or the
+  downloaded IIIF image; `rotation` (N,) float32 degrees (0: crops are upright boxes);
+* `kind` (N,) image | pdf | iiif; `file` (N,) the local image or PDF relative to the images root
+  ('' for IIIF); `page` (N,) int32 1-based PDF page or canvas position in its manifest (0 for a
+  single image); `canvas`, `canvas_label`, `manifest`, `manifest_label` (N,) ('' when not IIIF);
+  `iiif_region` (N,) the Image API URL of the crop's region at full resolution ('' when not IIIF);
+  `label` (N,) the box's label (crop = boxes);
+* `metadata/<column>` (N,) strings from `ingest.metadata` (and IIIF manifest metadata);
+  `metadata_unmatched/rows`, `metadata_unmatched/sources`;
+* `skipped/source`, `skipped/reason`: what could not be read, and why;
+  `files/source`, `files/bytes`: the local files listed; `manifests/{source,label,canvases,error}`;
+  `boxes_unmatched`: box sources that match no page.
 """
 
 from __future__ import annotations
@@ -11,13 +26,17 @@ from __future__ import annotations
 import multiprocessing
 import os
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from pipeline.errors import SpritesError
 from pipeline.fingerprint import stable_hash
-from pipeline.images import list_images, load_crop
+from pipeline.metadata import join_metadata, manifest_columns, read_metadata
+from pipeline.sources import (CutOptions, Fetcher, check_options, cut_page, download_pages, local_inputs,
+                              plan_pages)
+from pipeline.sources.collect import project_path
 from pipeline.store import read_strings, string_dataset, write_stage
 
 NAME = "ingest"
@@ -26,20 +45,29 @@ PARAMS = ("ingest",)
 VERSION = 1
 
 _BATCH = 256
+_PER_CROP_STRINGS = ("source", "checksum", "kind", "file", "canvas", "canvas_label", "manifest",
+                     "manifest_label", "iiif_region", "label")
 
 
-def _file_keys(listing) -> list[tuple[str, int, int]]:
-    keys = []
-    for rel in listing.files:
-        st = os.stat(listing.root / rel)
-        keys.append((rel, st.st_size, st.st_mtime_ns))
-    return keys
+def _side_files(project, cfg) -> list:
+    """(key, size, mtime) of the boxes and metadata files: they are inputs too."""
+    out = []
+    for key in ("boxes", "metadata"):
+        value = getattr(cfg.ingest, key)
+        if value:
+            st = os.stat(project_path(value, project.root))
+            out.append((key, value, st.st_size, st.st_mtime_ns))
+    return out
 
 
 def inputs(project, cfg) -> dict:
-    """A cheap digest of the collection: (path, size, mtime) of every image file."""
-    listing = list_images(project.images_spec(cfg))
-    return {"count": len(listing.files), "digest": stable_hash(_file_keys(listing))}
+    """A cheap digest of the collection, with no network access: (path, size, mtime) of every
+    image, PDF, boxes and metadata file; a manifest URL as itself (it is fetched once and cached);
+    a local manifest file by its content hash."""
+    check_options(cfg.ingest, project.root)
+    local = local_inputs(project.root, cfg.ingest)
+    return {"count": len(local.files) + len(local.manifests),
+            "digest": stable_hash(local.keys() + _side_files(project, cfg))}
 
 
 def explain_inputs(project, cfg, old: dict, new: dict) -> str:
@@ -48,63 +76,87 @@ def explain_inputs(project, cfg, old: dict, new: dict) -> str:
     try:
         with h5py.File(project.stage_path(NAME), "r") as f:
             before = set(read_strings(f["files/source"]))
+            manifests = set(read_strings(f["manifests/source"])) if "manifests/source" in f else set()
     except (OSError, KeyError):
         return f"images changed ({old.get('count')} → {new.get('count')} files)"
-    now = set(list_images(project.images_spec(cfg)).files)
+    local = local_inputs(project.root, cfg.ingest)
+    now = {rel for rel, _ in local.files}
     added, removed = len(now - before), len(before - now)
     modified = "" if added or removed else ", files modified"
-    return f"images changed ({added} added, {removed} removed{modified})"
+    text = f"images changed ({added} added, {removed} removed{modified})"
+    now_manifests = {key for key, _ in local.manifests}
+    if now_manifests != manifests and (now_manifests or manifests):
+        text += f"; manifests changed ({len(now_manifests - manifests)} added, {len(manifests - now_manifests)} removed)"
+    return text
 
 
-def _workers(n: int) -> int:
-    if n < 200:
+def _workers(n: int, heavy: bool) -> int:
+    if n < (8 if heavy else 200):
         return 0
-    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cpus, 8, n))
 
 
 def run(ctx) -> None:
-    cfg = ctx.config.ingest
-    listing = list_images(ctx.project.images_spec(ctx.config))
-    if not listing.files:
-        raise SpritesError(f"no images found in {listing.root} (looked for .jpg .png .tif .bmp .webp); check ingest.images in sprites.toml")
-    n, size, c = len(listing.files), cfg.size, cfg.channels
-    load = partial(_load, root=str(listing.root), size=size, channels=c, pad=cfg.pad, max_pixels=cfg.max_pixels)
-    skipped = list(listing.ignored)
+    cfg, root = ctx.config.ingest, ctx.project.root
+    check_options(cfg, root)
+    fetcher = Fetcher(ctx.project.cache_dir / "downloads", cfg.iiif_delay, cfg.iiif_retries, cfg.iiif_timeout, log=ctx.log)
+    plan = plan_pages(root, cfg, fetcher, ctx.log, ctx.progress)
+    for note in plan.notes:
+        ctx.log(f"ingest: {note}")
+    if plan.unused_boxes:
+        ctx.log(f"ingest: {len(plan.unused_boxes)} box sources match no page, e.g. {plan.unused_boxes[0]}")
+    pages, failures = download_pages(plan.pages, fetcher, cfg.iiif_size, cfg.max_pixels, ctx.progress)
+    skipped = list(plan.skipped) + failures
+    pages = [p for p in pages if p is not None]
+    only_images = all(p.kind == "image" for p in plan.pages) and not plan.manifests
+    noun = "images" if only_images else "pages"
+    if not plan.pages and not failures and len(skipped) == len(plan.inputs.ignored):
+        raise SpritesError(f"no images found in {plan.root} (looked for .jpg .png .tif .bmp .webp .pdf and IIIF manifests); "
+                           "check ingest.images / ingest.sources in sprites.toml")
+    n, size, c = len(plan.pages), cfg.size, cfg.channels
+    heavy = cfg.crop != "whole" or not only_images
+    work = partial(cut_page, opt=CutOptions.from_config(cfg))
+    per: dict[str, list] = {k: [] for k in _PER_CROP_STRINGS}
+    boxes, sizes, contents, numbers = [], [], [], []
+    manifest_meta = {m.key: m.metadata for m in plan.manifests}
     with write_stage(ctx.output, ctx.meta) as f:
         chunk = max(1, min(_BATCH, (4 << 20) // (c * size * size)))
         crops = f.create_dataset("crops", shape=(0, c, size, size), maxshape=(None, c, size, size),
                                  dtype=np.uint8, chunks=(chunk, c, size, size))
-        source = string_dataset(f, "source")
-        checksum = string_dataset(f, "checksum")
-        box = f.create_dataset("box", shape=(0, 4), maxshape=(None, 4), dtype=np.int32, chunks=(4096, 4))
-        orig = f.create_dataset("size", shape=(0, 2), maxshape=(None, 2), dtype=np.int32, chunks=(4096, 2))
-        content = f.create_dataset("content_box", shape=(0, 4), maxshape=(None, 4), dtype=np.int32, chunks=(4096, 4))
         buffer: list = []
 
         def flush():
-            if not buffer:
-                return
-            m, k = crops.shape[0], len(buffer)
-            for ds in (crops, source, checksum, box, orig, content):
-                ds.resize(m + k, axis=0)
-            crops[m:] = np.stack([r.crop for _, r in buffer])
-            source[m:] = np.array([rel for rel, _ in buffer], dtype=object)
-            checksum[m:] = np.array([r.checksum for _, r in buffer], dtype=object)
-            box[m:] = np.array([(0, 0, r.width, r.height) for _, r in buffer], dtype=np.int32)
-            orig[m:] = np.array([(r.width, r.height) for _, r in buffer], dtype=np.int32)
-            content[m:] = np.array([r.content_box for _, r in buffer], dtype=np.int32)
-            buffer.clear()
+            if buffer:
+                m = crops.shape[0]
+                crops.resize(m + len(buffer), axis=0)
+                crops[m:] = np.stack(buffer)
+                buffer.clear()
 
-        workers = _workers(n)
+        workers = _workers(len(pages), heavy)
         pool = multiprocessing.get_context("fork").Pool(workers) if workers else None
         try:
-            results = pool.imap(load, listing.files, chunksize=32) if pool else map(load, listing.files)
-            for rel, result in tqdm(zip(listing.files, results), total=n, desc="ingest", unit="img",
-                                    disable=not ctx.progress, mininterval=0.5):
+            chunksize = 32 if not heavy else 1
+            results = pool.imap(work, pages, chunksize=chunksize) if pool else map(work, pages)
+            for page, result in tqdm(zip(pages, results), total=len(pages), desc="ingest",
+                                     unit="img" if only_images else "page", disable=not ctx.progress or not pages, mininterval=0.5):
                 if result.error:
-                    skipped.append((rel, result.error))
+                    skipped.append((page.source, result.error))
+                    if page.kind == "iiif":  # an unusable download is not kept: a rerun fetches it again
+                        Path(page.path).unlink(missing_ok=True)
                     continue
-                buffer.append((rel, result))
+                skipped += [(page.source, problem) for problem in result.problems]
+                for crop in result.crops:
+                    buffer.append(crop.crop)
+                    for key, value in (("source", page.source), ("checksum", result.checksum), ("kind", page.kind),
+                                       ("file", page.file), ("canvas", page.canvas), ("canvas_label", page.canvas_label),
+                                       ("manifest", page.manifest), ("manifest_label", page.manifest_label),
+                                       ("iiif_region", crop.region), ("label", crop.label)):
+                        per[key].append(value)
+                    boxes.append(crop.box)
+                    sizes.append(result.size)
+                    contents.append(crop.content_box)
+                    numbers.append(page.page)
                 if len(buffer) >= _BATCH:
                     flush()
             flush()
@@ -113,20 +165,64 @@ def run(ctx) -> None:
                 pool.terminate()
         kept = crops.shape[0]
         if kept == 0:
-            raise SpritesError(f"none of the {n} images in {listing.root} could be read (first problem: {skipped[0][0]}: {skipped[0][1]})")
+            if not skipped:
+                raise SpritesError(f"no crops were cut from the {n} {noun} of {plan.root}: with ingest.crop = {cfg.crop!r}, "
+                                   "check its settings (min_size, max_size, boxes)")
+            what = f"none of the {n} {noun} in {plan.root} could be read" if n else "none of the sources could be read"
+            raise SpritesError(f"{what} (first problem: {skipped[0][0]}: {skipped[0][1]})")
+        for key in _PER_CROP_STRINGS:
+            string_dataset(f, key, per[key], chunks=True)
+        f.create_dataset("box", data=np.array(boxes, dtype=np.int32).reshape(-1, 4), chunks=True)
+        f.create_dataset("size", data=np.array(sizes, dtype=np.int32).reshape(-1, 2), chunks=True)
+        f.create_dataset("content_box", data=np.array(contents, dtype=np.int32).reshape(-1, 4), chunks=True)
+        f.create_dataset("page", data=np.array(numbers, dtype=np.int32), chunks=True)
+        f.create_dataset("rotation", data=np.zeros(kept, dtype=np.float32), chunks=True)
+        _write_metadata(ctx, f, cfg, per, manifest_meta)
         string_dataset(f, "skipped/source", [s for s, _ in skipped])
         string_dataset(f, "skipped/reason", [r for _, r in skipped])
-        keys = _file_keys(listing)
-        string_dataset(f, "files/source", [k[0] for k in keys])
-        f.create_dataset("files/bytes", data=np.array([k[1] for k in keys], dtype=np.int64))
-        f.attrs["images_root"] = str(listing.root)
+        keys = plan.inputs.files
+        string_dataset(f, "files/source", [rel for rel, _ in keys])
+        f.create_dataset("files/bytes", data=np.array([os.stat(p).st_size for _, p in keys], dtype=np.int64))
+        string_dataset(f, "manifests/source", [m.key for m in plan.manifests])
+        string_dataset(f, "manifests/label", [m.label for m in plan.manifests])
+        string_dataset(f, "manifests/error", [m.error for m in plan.manifests])
+        f.create_dataset("manifests/canvases", data=np.array([m.canvases for m in plan.manifests], dtype=np.int32))
+        string_dataset(f, "boxes_unmatched", plan.unused_boxes)
+        f.attrs["images_root"] = str(plan.root)
         f.attrs["count"] = kept
-    ctx.log(f"ingest: {kept} crops of {size}×{size} px from {n} images" + (f"; {len(skipped)} files skipped:" if skipped else ""))
+        f.attrs["downloads"] = fetcher.requests
+    ctx.log(f"ingest: {kept} crops of {size}×{size} px from {n} {noun}"
+            + (f"; {len(skipped)} {'files' if only_images else 'sources'} skipped:" if skipped else ""))
     for rel, reason in skipped[:20]:
         ctx.log(f"  skipped {rel}: {reason}")
     if len(skipped) > 20:
         ctx.log(f"  … and {len(skipped) - 20} more (listed in the report)")
+    if plan.manifests:
+        ctx.log(f"ingest: IIIF: {fetcher.requests} requests, {fetcher.cache_hits} answers from cache/downloads")
 
 
-def _load(rel: str, root: str, size: int, channels: int, pad: str, max_pixels: int):
-    return load_crop(os.path.join(root, rel), size, channels, pad, max_pixels)
+def _write_metadata(ctx, f, cfg, per: dict[str, list], manifest_meta: dict) -> None:
+    """metadata/<column> from the CSV (joined) and from IIIF manifests; unmatched rows and sources."""
+    n = len(per["source"])
+    columns: dict[str, list[str]] = {}
+    taken: set[str] = set()
+    if cfg.metadata:
+        meta = read_metadata(project_path(cfg.metadata, ctx.project.root))
+        joined = join_metadata(meta, list(zip(per["source"], per["canvas"], per["file"], per["manifest"])))
+        columns.update(joined.columns)
+        taken.update(joined.columns)
+        string_dataset(f, "metadata_unmatched/rows", joined.unmatched_rows)
+        string_dataset(f, "metadata_unmatched/sources", joined.unmatched_sources)
+        f.attrs["metadata_key"] = meta.key
+        ctx.log(f"ingest: metadata: {joined.matched} of {n} crops matched a row of {meta.path.name}")
+        if joined.unmatched_rows:
+            ctx.log(f"  {len(joined.unmatched_rows)} rows match no crop, e.g. {', '.join(joined.unmatched_rows[:3])}")
+        if joined.unmatched_sources:
+            ctx.log(f"  {len(joined.unmatched_sources)} sources have no row, e.g. {', '.join(joined.unmatched_sources[:3])}")
+        if meta.duplicates:
+            ctx.log(f"  {len(meta.duplicates)} keys appear twice (first row kept), e.g. {meta.duplicates[0]}")
+        if joined.ambiguous_ids:
+            ctx.log(f"  ids naming several files were not used (give the path instead), e.g. {joined.ambiguous_ids[0]}")
+    columns.update(manifest_columns(manifest_meta, per["manifest"], taken))
+    for name, values in columns.items():
+        string_dataset(f, f"metadata/{name}", values, chunks=True)

@@ -117,7 +117,7 @@ class TestInit:
         ("modle.sprites=3", "unknown section 'modle'"),
         ("model.occlusion=sometimes", "choose one of fixed, predicted"),
         ("model.background=yes", "model.background must be true or false"),
-        ("model.curriculum=[0, 1]", "model.curriculum has 2 entries"),
+        ("model.curriculum=[0, 1, 2, 3, 4]", "model.curriculum has 5 entries"),
         ("sprites=3", "section.key=value"),
     ])
     def test_bad_set_is_a_clear_error(self, tmp_path, tiny_collection, cli_runner, setting, message):
