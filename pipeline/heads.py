@@ -30,12 +30,13 @@ class GroupedMLP(nn.Module):
         self.w3 = nn.Parameter(torch.zeros(groups, hidden, outputs))
         self.b3 = nn.Parameter(torch.zeros(groups, 1, outputs))
         for w, fan_in in ((self.w1, features), (self.w2, hidden)):  # PyTorch's Linear default init
-            bound = 1 / math.sqrt(fan_in)
-            nn.init.uniform_(w, -bound, bound)
+            if fan_in:
+                bound = 1 / math.sqrt(fan_in)
+                nn.init.uniform_(w, -bound, bound)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         if self.w3.shape[-1] == 0:
-            return features.new_zeros(self.w1.shape[0], features.shape[0], 0)
+            return features.new_zeros(self.w3.shape[0], features.shape[0], 0)
         h = torch.relu(torch.einsum("bf,gfh->gbh", features, self.w1) + self.b1)
         h = torch.relu(torch.baddbmm(self.b2, h, self.w2))
         return torch.baddbmm(self.b3, h, self.w3)  # (G, B, P)
@@ -52,7 +53,8 @@ class SequenceHeads(nn.Module):
     def __init__(self, groups: int, features: int, sizes: list[int]):
         super().__init__()
         self.sizes = list(sizes)
-        self.mlp = GroupedMLP(groups, features, sum(sizes))
+        # no transformation, no head (an empty sequence would still carry two hidden layers)
+        self.mlp = GroupedMLP(groups, features, sum(sizes), hidden=HIDDEN if sum(sizes) else 0)
         # 1 = switched on by the curriculum (a buffer, so checkpoints keep it).
         self.register_buffer("active", torch.ones(len(sizes)))
 

@@ -6,6 +6,7 @@ import torch
 from pipeline.compositor import composite
 from pipeline.config import config_from_dict
 from pipeline.errors import SpritesError
+from pipeline.heads import SequenceHeads
 from pipeline.model import SpriteModel, check_model_config
 from pipeline.reassign import reassign_unused
 from pipeline.train import make_optimizer
@@ -57,11 +58,9 @@ class TestSpriteModel:
                 p.normal_(0, 0.3)
             noise = torch.rand(3, 1, 16, 16) - 0.5
             fast = model.render_all(feats, True, noise, False)
-            model.sprite_seq = ["affine"]  # a sprite-level spatial map (zero = identity) forces the general path
-            model.sprite_heads.sizes = [6]
-            model.sprite_heads.mlp.w3 = torch.nn.Parameter(torch.zeros(6, 128, 6))
-            model.sprite_heads.mlp.b3 = torch.nn.Parameter(torch.zeros(6, 1, 6))
-            model.sprite_heads.active = torch.ones(1)
+            # a sprite-level spatial map (zero-initialised head = identity) forces the general path
+            model.sprite_seq = ["affine"]
+            model.sprite_heads = SequenceHeads(6, model.encoder.features, [6])
             slow = model.render_all(feats, True, noise, False)
         assert torch.allclose(fast.layers, slow.layers, atol=1e-5)
         assert torch.allclose(fast.alphas, slow.alphas, atol=1e-5)
