@@ -23,7 +23,7 @@ from pipeline.train import TrainState, fit, make_optimizer, pick_device, set_thr
 NAME = "train"
 DEPS = ("ingest",)
 PARAMS = ("model", "train")
-VERSION = 1
+VERSION = 2  # 2: no hidden layers for empty transformation sequences
 
 
 def load_crops(path) -> torch.Tensor:
@@ -128,6 +128,9 @@ def load_model(project, device="cpu") -> tuple[SpriteModel, dict]:
         config = json.loads(f.attrs["config_json"])
         cfg = config_from_dict({k: v for k, v in config.items() if k != "preset"}, preset=config.get("preset"))
         model = SpriteModel(cfg.model, int(f.attrs["channels"]), int(f.attrs["size"]))
-        model.load_state_dict(load_tree(f["model"], device))
+        try:
+            model.load_state_dict(load_tree(f["model"], device))
+        except RuntimeError:
+            raise SpritesError(f"{path} was written by another version of sprites: rerun `sprites run train --force`") from None
         attrs = dict(f.attrs)
     return model.to(device).eval(), attrs
