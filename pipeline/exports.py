@@ -1,0 +1,200 @@
+"""The exports: stable files for other tools, written by the report stage into DIR/exports/.
+
+* `assignments.csv` — one row per crop: crop_id, source, box_x, box_y, box_w, box_h, sprite
+  (the front-most non-empty layer's sprite, −1 when every layer is empty), layers (the sprite of
+  each layer joined with ';'), [background], error, margin, then a few readable transformation
+  values per module (and per layer when L > 1, prefixed `l0_`, `l1_`…): position → scale, tx,
+  ty; color → gain, offset (means over channels); any other → the norm of its parameters
+  (distance from the identity).
+* `assignments.json` — {"header": {format, sprites, layers, count, columns, config…},
+  "crops": [one object per crop, the same values; `layers` as a list of integers]}.
+* `masks.h5` (models with transparency) — `source` (N strings), `semantic` (N×S×S uint8:
+  0 background, k+1 = sprite k), `instance` (N×S×S uint8: 0 background, l+1 = layer l).
+* `sprites/sprite_{k:03d}.png` (RGBA; opaque without masks) and `sprites/background_{m}.png`.
+
+Every file is written under a temporary name and renamed when complete; all reads stream in chunks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import h5py
+import numpy as np
+
+from pipeline import __version__
+from pipeline.store import read_strings, string_dataset, write_atomic_h5
+from pipeline.thumbs import png_bytes, rgba
+
+__all__ = ["FORMAT_VERSION", "transform_columns", "assignment_rows", "write_assignments", "write_masks",
+           "write_sprite_pngs", "atomic_path"]
+
+FORMAT_VERSION = 1
+_CHUNK = 4096
+BASE_COLUMNS = ["crop_id", "source", "box_x", "box_y", "box_w", "box_h", "sprite", "layers"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path next to `path`, renamed over it when the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def _number(v: float) -> float | None:
+    v = float(v)
+    return float(f"{v:.6g}") if math.isfinite(v) else None
+
+
+def _module_columns(name: str, width: int) -> list[str]:
+    if width == 0:
+        return []
+    if name.endswith("position"):
+        return [f"{name}_scale", f"{name}_tx", f"{name}_ty"]
+    if name.endswith("color"):
+        return [f"{name}_gain", f"{name}_offset"]
+    return [f"{name}_norm"]
+
+
+def _module_values(name: str, beta: np.ndarray, init_scale: float) -> list[np.ndarray]:
+    """beta (B, P) → one (B,) array per column of `_module_columns`."""
+    if beta.shape[1] == 0:
+        return []
+    if name.endswith("position"):
+        return [init_scale * np.exp(beta[:, 0]), beta[:, 1], beta[:, 2]]
+    if name.endswith("color"):
+        ab = beta.reshape(len(beta), -1, 2)
+        return [(1 + ab[:, :, 0]).mean(1), ab[:, :, 1].mean(1)]
+    return [np.linalg.norm(beta, axis=1)]
+
+
+def transform_columns(params: dict[str, int], layers: int) -> list[str]:
+    """Column names for the modules `params` (name → parameter count), in order."""
+    cols = []
+    for layer in range(layers):
+        prefix = f"l{layer}_" if layers > 1 else ""
+        for name, width in params.items():
+            cols += [prefix + c for c in _module_columns(name, width)]
+    return cols
+
+
+def _param_order(dec: h5py.File, order: list[str] | None) -> dict[str, int]:
+    present = list(dec["params"]) if "params" in dec else []
+    names = [n for n in (order or []) if n in present] + sorted(n for n in present if n not in (order or []))
+    return {n: int(dec["params"][n].shape[-1]) for n in names}
+
+
+def assignment_rows(ingest: h5py.File, dec: h5py.File, backgrounds: int = 0, init_scale: float = 1.0,
+                    order: list[str] | None = None) -> tuple[list[str], Iterator[dict[str, Any]]]:
+    """(columns, rows): one dict per crop, streamed from the open ingest.h5 and decompose.h5.
+
+    `backgrounds` (M, the model's background prototypes; 0 = none), `init_scale`
+    (model.position_scale) and `order` (module names in model order) come from the model config."""
+    n, L = dec["sprite"].shape
+    params = _param_order(dec, order)
+    has_bkg = backgrounds > 0
+    tcols = transform_columns(params, L)
+    columns = BASE_COLUMNS + (["background"] if has_bkg else []) + ["error", "margin"] + tcols
+    sources = read_strings(ingest["source"])
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for lo in range(0, n, _CHUNK):
+            hi = min(n, lo + _CHUNK)
+            box, sprite, front = ingest["box"][lo:hi], dec["sprite"][lo:hi], dec["front"][lo:hi]
+            error, margin = dec["error"][lo:hi], dec["margin"][lo:hi]
+            bkg = dec["background"][lo:hi] if has_bkg else None
+            extra = []
+            for layer in range(L):
+                for name in params:
+                    extra += _module_values(name, dec["params"][name][lo:hi, layer].astype(np.float64), init_scale)
+            for i in range(hi - lo):
+                row = {"crop_id": lo + i, "source": sources[lo + i], "box_x": int(box[i, 0]), "box_y": int(box[i, 1]),
+                       "box_w": int(box[i, 2]), "box_h": int(box[i, 3]), "sprite": int(front[i]),
+                       "layers": [int(s) for s in sprite[i]]}
+                if bkg is not None:
+                    row["background"] = int(bkg[i])
+                row["error"], row["margin"] = _number(error[i]), _number(margin[i])
+                for col, values in zip(tcols, extra):
+                    row[col] = _number(values[i])
+                yield row
+    return columns, rows()
+
+
+def _csv_value(v: Any) -> Any:
+    if isinstance(v, list):
+        return ";".join(str(x) for x in v)
+    return "" if v is None else v
+
+
+def write_assignments(folder: Path, columns: list[str], rows: Iterator[dict[str, Any]],
+                      header: dict[str, Any]) -> int:
+    """Write assignments.csv and assignments.json together (one pass over `rows`); → row count."""
+    folder = Path(folder)
+    count = 0
+    with atomic_path(folder / "assignments.csv") as csv_tmp, atomic_path(folder / "assignments.json") as json_tmp:
+        with open(csv_tmp, "w", newline="", encoding="utf-8") as fc, open(json_tmp, "w", encoding="utf-8") as fj:
+            writer = csv.writer(fc)
+            writer.writerow(columns)
+            head = {"format": "sprites-assignments", "format_version": FORMAT_VERSION, "columns": columns,
+                    "sprites_version": __version__, **header}
+            fj.write('{"header": ' + json.dumps(head, ensure_ascii=False, sort_keys=True) + ',\n"crops": [')
+            for row in rows:
+                writer.writerow([_csv_value(row[c]) for c in columns])
+                fj.write(("\n" if count == 0 else ",\n") + json.dumps(row, ensure_ascii=False))
+                count += 1
+            fj.write("\n]}\n")
+    return count
+
+
+def write_masks(path: Path, ingest: h5py.File, dec: h5py.File, attrs: dict[str, Any]) -> None:
+    """exports/masks.h5: source, semantic, instance (copied in chunks, gzip level 1)."""
+    n, S = dec["semantic"].shape[0], dec["semantic"].shape[-1]
+    with write_atomic_h5(path) as f:
+        string_dataset(f, "source", read_strings(ingest["source"]))
+        chunk = (max(1, min(n, 256)), S, S)
+        out = {k: f.create_dataset(k, shape=(n, S, S), dtype=np.uint8, chunks=chunk, compression="gzip",
+                                    compression_opts=1) for k in ("semantic", "instance")}
+        step = chunk[0] * 16
+        for lo in range(0, n, step):
+            for k, ds in out.items():
+                ds[lo:lo + step] = dec[k][lo:lo + step]
+        f["semantic"].attrs["labels"] = "0 background, k+1 = sprite k"
+        f["instance"].attrs["labels"] = "0 background, l+1 = object layer l"
+        for key, value in attrs.items():
+            f.attrs[key] = value if not isinstance(value, (dict, list)) else json.dumps(value, sort_keys=True)
+        f.attrs["sprites_version"] = __version__
+
+
+def write_sprite_pngs(folder: Path, colours: np.ndarray, masks: np.ndarray | None,
+                      backgrounds: np.ndarray | None) -> list[str]:
+    """exports/sprites/: sprite_{k:03d}.png (RGBA) and background_{m}.png; the folder is swapped whole."""
+    folder = Path(folder)
+    names = []
+    with atomic_path(folder) as tmp:
+        tmp.mkdir(parents=True)
+        for k in range(len(colours)):
+            names.append(f"sprite_{k:03d}.png")
+            (tmp / names[-1]).write_bytes(png_bytes(rgba(colours[k], None if masks is None else masks[k])))
+        for m in range(0 if backgrounds is None else len(backgrounds)):
+            names.append(f"background_{m}.png")
+            (tmp / names[-1]).write_bytes(png_bytes(rgba(backgrounds[m], None)))
+        if folder.exists():
+            shutil.rmtree(folder)
+    return names

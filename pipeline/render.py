@@ -1,0 +1,341 @@
+"""HTML rendering of the report: the Jinja2 environment, links, inline SVG charts.
+
+Templates are looked up in a project's own `templates/` (to override any page), then the
+installed package data (`pipeline/templates` in the wheel), then the checkout's `templates/`.
+Autoescape is on and undefined variables are errors, so a file named
+`<script>alert(1)</script>.png` is always shown as text. Links are relative and URL-quoted per
+path segment, so the report folder opens from the file system and can be zipped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+from urllib.parse import quote
+
+import jinja2
+import numpy as np
+from tqdm import tqdm
+
+import pipeline
+from pipeline.thumbs import BACKGROUND_COLOUR, LAYER_COLOURS, display_size, palette
+
+__all__ = ["template_dirs", "environment", "write_page", "quote_path", "file_href", "loss_chart",
+           "usage_chart", "fmt_number", "pager", "ReportData", "render_report", "gallery_order", "page_name"]
+
+
+def template_dirs(project_root: Path | None = None) -> list[Path]:
+    """Where templates are searched, first match wins."""
+    package = Path(pipeline.__file__).resolve().parent
+    dirs = [package / "templates", package.parent / "templates"]
+    if project_root is not None:
+        dirs.insert(0, Path(project_root) / "templates")
+    return [d for d in dirs if d.is_dir()]
+
+
+def quote_path(rel: str) -> str:
+    """A relative path (either separator) → a URL path, each segment percent-quoted."""
+    return "/".join(quote(part, safe="") for part in rel.replace(os.sep, "/").split("/"))
+
+
+def file_href(target: Path, page_dir: Path) -> str:
+    """A link from a page in `page_dir` to the file `target`: relative when possible (file://)."""
+    try:
+        return quote_path(os.path.relpath(target, page_dir))
+    except ValueError:  # another drive (Windows): an absolute file URI
+        return Path(target).resolve().as_uri()
+
+
+def fmt_number(value: Any, digits: int = 4) -> str:
+    """Numbers for people, never in e-notation unless tiny: 0.000754 → '0.00075' (digits=2),
+    12345 → '12,345', 3.14159 → '3.14', nan → '–'."""
+    if value is None:
+        return "–"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return f"{int(value):,}"
+    v = float(value)
+    if not math.isfinite(v):
+        return "–"
+    if v == 0:
+        return "0"
+    if abs(v) >= 1:
+        return f"{v:,.2f}"
+    if abs(v) < 1e-8:
+        return f"{v:.{max(digits - 1, 0)}e}"
+    decimals = digits - 1 - math.floor(math.log10(abs(v)))
+    return f"{v:.{decimals}f}".rstrip("0").rstrip(".")
+
+
+def fmt_duration(seconds: float) -> str:
+    s = float(seconds)
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def environment(project_root: Path | None = None) -> jinja2.Environment:
+    dirs = template_dirs(project_root)
+    if not dirs:
+        raise FileNotFoundError("the report templates are missing (pipeline/templates or templates/): reinstall sprites-dh")
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(d) for d in dirs]), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = fmt_number
+    env.filters["duration"] = fmt_duration
+    env.filters["qpath"] = quote_path
+    return env
+
+
+def write_page(env: jinja2.Environment, path: Path, template: str, **context: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(env.get_template(template).render(**context), encoding="utf-8")
+
+
+def _ticks(lo: float, hi: float, n: int = 4) -> list[float]:
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return [lo]
+    raw = (hi - lo) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=raw)
+    first = math.ceil(lo / step) * step
+    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def loss_chart(steps: Sequence[float], losses: Sequence[float], width: int = 560, height: int = 220,
+               max_points: int = 400) -> dict[str, Any] | None:
+    """Geometry of the training-loss line chart for `_charts.html` (None without history)."""
+    pts = [(float(s), float(v)) for s, v in zip(steps, losses) if math.isfinite(v)]
+    if not pts:
+        return None
+    if len(pts) > max_points:
+        stride = len(pts) / max_points
+        pts = [pts[int(i * stride)] for i in range(max_points)] + [pts[-1]]
+    left, right, top, bottom = 64, 16, 12, 40
+    x0, x1 = pts[0][0], max(pts[-1][0], pts[0][0] + 1)
+    ys = [v for _, v in pts]
+    y0, y1 = min(ys), max(ys)
+    if y1 - y0 < 1e-12:
+        y0, y1 = y0 - 0.5 * abs(y0 or 1), y1 + 0.5 * abs(y1 or 1)
+    pad = (y1 - y0) * 0.05
+    y0, y1 = max(0.0, y0 - pad) if y0 >= 0 else y0 - pad, y1 + pad
+    sx = lambda x: left + (x - x0) / (x1 - x0) * (width - left - right)  # noqa: E731
+    sy = lambda y: top + (1 - (y - y0) / (y1 - y0)) * (height - top - bottom)  # noqa: E731
+    return {
+        "width": width, "height": height, "left": left, "right": width - right, "top": top,
+        "bottom": height - bottom,
+        "points": " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts),
+        "xticks": [{"pos": round(sx(t), 1), "label": f"{t:,.0f}"} for t in _ticks(x0, x1) if float(t).is_integer()],
+        "yticks": [{"pos": round(sy(t), 1), "label": fmt_number(t, 3)} for t in _ticks(y0, y1)],
+        "last": {"x": round(sx(pts[-1][0]), 1), "y": round(sy(pts[-1][1]), 1), "label": fmt_number(pts[-1][1], 4)},
+        "single": len(pts) == 1,
+    }
+
+
+def usage_chart(counts: Sequence[int], colours: Sequence[str], hrefs: Sequence[str], height: int = 220,
+                max_width: int = 900) -> dict[str, Any]:
+    """Geometry of the sprite-usage bar chart: one bar per sprite, linked to its page."""
+    K = len(counts)
+    left, top, bottom = 48, 12, 40
+    bar = max(4, min(36, (max_width - left - 8) // max(K, 1)))
+    width = left + bar * K + 8
+    top_count = max(max(counts, default=0), 1)
+    inner = height - top - bottom
+    bars = []
+    for k, c in enumerate(counts):
+        h = inner * c / top_count
+        bars.append({"x": left + k * bar + 1, "y": round(top + inner - h, 1), "w": bar - 2, "h": round(h, 1),
+                     "colour": colours[k], "href": hrefs[k], "count": c, "k": k,
+                     "label": str(k) if K <= 40 or k % 5 == 0 else ""})
+    return {"width": width, "height": height, "left": left, "top": top, "bottom": height - bottom, "bars": bars,
+            "yticks": [{"pos": round(top + inner * (1 - t / top_count), 1), "label": f"{t:,.0f}"}
+                       for t in _ticks(0, top_count) if float(t).is_integer()]}
+
+
+def pager(number: int, count: int, href, window: int = 2) -> dict[str, Any]:
+    """Pager data for `_macros.pager`: page `number` (1-based) of `count`; `href(n)` names page n."""
+    shown = sorted({1, count, *range(max(1, number - window), min(count, number + window) + 1)})
+    items, last = [], 0
+    for n in shown:
+        if n > last + 1:
+            items.append({"gap": True})
+        items.append({"gap": False, "number": n, "current": n == number, "href": href(n)})
+        last = n
+    return {"number": number, "count": count, "links": items,
+            "prev": href(number - 1) if number > 1 else None, "next": href(number + 1) if number < count else None}
+
+
+# ---------------------------------------------------------------------------------------- pages
+@dataclass
+class ReportData:
+    """Everything the pages show, small enough to hold for 50,000 crops (no pixels)."""
+    project_name: str
+    images_root: Path
+    sources: list[str]
+    front: np.ndarray               # (N,) sprite of the front-most layer, −1 = none
+    error: np.ndarray               # (N,)
+    margin: np.ndarray              # (N,)
+    background: np.ndarray          # (N,) chosen background prototype
+    size: int                       # crop side S
+    sprite_size: int
+    K: int
+    L: int
+    M: int
+    transparent: bool
+    per_page: int
+    steps: list[float]
+    losses: list[float]
+    facts: list[tuple[str, str]]
+    lede: str
+    config_text: str
+    created: str
+    version: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    sample: list[dict] = field(default_factory=list)   # {"id", "sprites": [k per layer]}
+    exports: list[dict] = field(default_factory=list)  # {"path" (under exports/), "description"}
+
+
+def gallery_order(front: np.ndarray, error: np.ndarray) -> np.ndarray:
+    """Crop ids grouped by front sprite (−1 first), by error ascending within a group, then id."""
+    return np.lexsort((np.arange(len(front)), error, front))
+
+
+def page_name(group: int, number: int) -> str:
+    stem = "empty" if group < 0 else f"sprite_{group:03d}"
+    return f"{stem}.html" if number <= 1 else f"{stem}_p{number}.html"
+
+
+def _share(count: int, total: int) -> str:
+    return f"{100 * count / total:.1f}%" if total else "0%"
+
+
+def _galleries(env, out: Path, final: Path, d: ReportData, order: np.ndarray, progress: bool) -> list[str]:
+    n = len(d.front)
+    groups = np.split(order, np.searchsorted(d.front[order], np.arange(-1, d.K) + 0.5))
+    members = {g - 1: ids for g, ids in enumerate(groups[:-1])}     # group −1 .. K−1
+    shown = [k for k in range(d.K)] + ([-1] if len(members[-1]) else [])
+    colours = palette(d.K)
+    thumb = display_size(d.size, 96)
+    big = display_size(d.sprite_size, 128)
+    page_dir = final / "sprites"
+    pages = []
+
+    def label(k):
+        return "No sprite" if k < 0 else f"Sprite {k}"
+
+    total_pages = sum(max(1, -(-len(members[k]) // d.per_page)) for k in shown)
+    bar = tqdm(total=total_pages, desc="report pages", unit="page", disable=not progress, mininterval=0.5)
+    for pos, k in enumerate(shown):
+        ids = members[k]
+        count = max(1, -(-len(ids) // d.per_page))
+        prev_k, next_k = (shown[pos - 1] if pos > 0 else None), (shown[pos + 1] if pos + 1 < len(shown) else None)
+        med = float(np.median(d.error[ids])) if len(ids) else float("nan")
+        for number in range(1, count + 1):
+            chunk = ids[(number - 1) * d.per_page: number * d.per_page]
+            cards = [{"id": int(i), "source": d.sources[i], "href": file_href(d.images_root / d.sources[i], page_dir),
+                      "crop": f"../img/crops/{_crop(i, n)}", "recon": f"../img/recon/{_crop(i, n)}",
+                      "aligned": f"../img/aligned/{_crop(i, n)}", "sprite": k,
+                      "error": float(d.error[i]), "margin": float(d.margin[i])} for i in chunk]
+            p = pager(number, count, lambda m: page_name(k, m))
+            summary = (f"{len(ids):,} crop{'' if len(ids) == 1 else 's'} ({_share(len(ids), n)} of {n:,})"
+                       + (f" · median error {fmt_number(med, 3)}" if len(ids) else ""))
+            write_page(env, out / "sprites" / page_name(k, number), "sprite.html", **_common(d, "../", "sprite", True),
+                       heading=label(k), summary=summary, cards=cards, thumb=thumb, card_width=3 * thumb + 26,
+                       pager=p,
+                       sprite=None if k < 0 else {"k": k, "img": f"../img/sprites/sprite_{k:03d}.png", "size": big,
+                                                  "colour": colours[k]},
+                       prev_sprite=None if prev_k is None else {"href": page_name(prev_k, 1), "label": label(prev_k)},
+                       next_sprite=None if next_k is None else {"href": page_name(next_k, 1), "label": label(next_k)},
+                       nav_prev=p["prev"] or (page_name(prev_k, 1) if prev_k is not None else "../index.html"),
+                       nav_next=p["next"] or (page_name(next_k, 1) if next_k is not None else None))
+            pages.append(f"sprites/{page_name(k, number)}")
+            bar.update()
+    bar.close()
+    return pages
+
+
+def _crop(i: int, n: int) -> str:
+    return f"{int(i):0{max(6, len(str(max(n - 1, 0))))}d}.png"
+
+
+def _common(d: ReportData, root: str, page: str, keys: bool) -> dict[str, Any]:
+    return {"project_name": d.project_name, "version": d.version, "created": d.created, "root": root,
+            "page": page, "keys": keys}
+
+
+def _index(env, out: Path, final: Path, d: ReportData) -> None:
+    n = len(d.front)
+    counts = np.bincount(d.front[d.front >= 0].astype(np.int64), minlength=d.K)[:d.K].tolist()
+    colours = palette(d.K)
+    big = display_size(d.sprite_size, 128)
+    sprites = [{"k": k, "img": f"img/sprites/sprite_{k:03d}.png", "size": big, "colour": colours[k],
+                "count": counts[k], "share": _share(counts[k], n), "href": f"sprites/{page_name(k, 1)}"}
+               for k in range(d.K)]
+    bcounts = np.bincount(d.background.astype(np.int64).clip(0), minlength=d.M)[:d.M].tolist() if d.M else []
+    backgrounds = [{"m": m, "img": f"img/sprites/background_{m}.png", "size": display_size(d.size, 128),
+                    "count": bcounts[m]} for m in range(d.M)]
+    empty = int((d.front < 0).sum())
+    exports = [{"name": e["path"], "href": file_href(final.parent / "exports" / e["path"], final),
+                "description": e["description"]} for e in d.exports]
+    write_page(env, out / "index.html", "index.html", **_common(d, "", "index", False),
+               lede=d.lede, sprites=sprites, backgrounds=backgrounds,
+               empty={"count": empty, "href": f"sprites/{page_name(-1, 1)}"} if empty else None,
+               loss=loss_chart(d.steps, d.losses),
+               usage=usage_chart(counts, colours, [s["href"] for s in sprites]),
+               facts=[{"label": a, "value": b} for a, b in d.facts], config_text=d.config_text,
+               skipped=[{"source": s, "reason": r} for s, r in d.skipped], exports=exports)
+
+
+def _cell(img: str, alt: str, caption: str, colour: str | None = None, checker: bool = False) -> dict:
+    return {"img": img, "alt": alt, "caption": caption, "colour": colour, "checker": checker}
+
+
+def _reconstructions(env, out: Path, final: Path, d: ReportData, rank: np.ndarray) -> None:
+    n = len(d.front)
+    colours = palette(d.K)
+    n_cells = 2 + 2 * d.transparent + (d.M > 0) + (d.L if d.transparent else 1)
+    size = display_size(d.size, 96)
+    while size > d.size and n_cells * (size + 6) + 18 > 1290:   # one row per crop when it fits
+        size -= d.size
+    rows = []
+    for s in d.sample:
+        i = s["id"]
+        name, stem = _crop(i, n), f"img/sample/{_crop(i, n)[:-4]}"
+        cells = [_cell(f"img/crops/{name}", f"crop {i}", "input"),
+                 _cell(f"img/recon/{name}", f"reconstruction of crop {i}", "reconstruction")]
+        if d.transparent:
+            cells += [_cell(f"{stem}_semantic.png", f"semantic mask of crop {i}", "semantic mask"),
+                      _cell(f"{stem}_instance.png", f"instance mask of crop {i}", "instance mask")]
+        if d.M:
+            cells.append(_cell(f"{stem}_background.png", f"background of crop {i}", f"background {int(d.background[i])}"))
+        for l, k in enumerate(s["sprites"]):
+            what = f"sprite {k}" if k >= 0 else "empty"
+            caption = f"layer {l + 1} · {what}" if d.L > 1 else what
+            cells.append(_cell(f"{stem}_layer{l}.png", f"layer {l + 1} of crop {i}: {what}", caption,
+                               colours[k] if k >= 0 else None, True))
+        group = int(d.front[i])
+        gallery = f"sprites/{page_name(group, int(rank[i]) // d.per_page + 1)}#c{i}"
+        rows.append({"id": i, "source": d.sources[i], "href": file_href(d.images_root / d.sources[i], final),
+                     "error": float(d.error[i]), "gallery": gallery, "cells": cells,
+                     "group": f"sprite {group}" if group >= 0 else "no sprite"})
+    write_page(env, out / "reconstructions.html", "reconstructions.html", **_common(d, "", "reconstructions", False),
+               rows=rows, size=size, masks=d.transparent, card_width=min(n_cells * (size + 6) + 18, 1290),
+               legend_sprites=[{"k": k, "colour": c} for k, c in enumerate(colours)],
+               legend_layers=[{"label": "background", "colour": BACKGROUND_COLOUR}]
+               + [{"label": f"layer {l + 1}", "colour": LAYER_COLOURS[l % len(LAYER_COLOURS)]} for l in range(d.L)])
+
+
+def render_report(env, out: Path, final: Path, d: ReportData, progress: bool = False) -> list[str]:
+    """Write every page into `out`; links to source images are computed from `final` (where
+    the folder will live). Returns the pages written, relative to the report folder."""
+    order = gallery_order(d.front, d.error)
+    rank = np.empty(len(order), dtype=np.int64)
+    starts = np.searchsorted(d.front[order], d.front[order], side="left")
+    rank[order] = np.arange(len(order)) - starts
+    pages = _galleries(env, out, final, d, order, progress)
+    _index(env, out, final, d)
+    _reconstructions(env, out, final, d, rank)
+    return ["index.html", "reconstructions.html"] + pages

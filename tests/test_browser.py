@@ -1,0 +1,102 @@
+"""The report in a real headless Chromium from file://: pages load without console errors or
+broken images, internal links lead somewhere, hostile file names stay text, keys turn pages.
+
+Needs Debian's `chromium` and the `playwright` Python package (no `playwright install`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from browser import load, local_target, open_browser, unavailable
+from report_fixtures import glyphs_project, hostile_project
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with open_browser() as context:
+        yield context
+
+
+@pytest.fixture(scope="session")
+def glyphs(tmp_path_factory):
+    return glyphs_project(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def hostile(tmp_path_factory):
+    return hostile_project(tmp_path_factory)
+
+
+def _assert_clean(check):
+    assert check.errors == [], (check.url, check.errors)
+    assert check.broken_images == [], (check.url, check.broken_images)
+    assert check.dialogs == [], (check.url, check.dialogs)
+
+
+def test_every_page_loads_clean(browser, glyphs):
+    report = glyphs.report_dir
+    pages = [report / "index.html", report / "reconstructions.html", *sorted((report / "sprites").glob("*.html"))]
+    for page in pages:
+        check = load(browser, page)
+        _assert_clean(check)
+        assert check.images > 0 or "No crop" in check.text, page
+
+
+def _follow_links(browser, page, report):
+    check = load(browser, page)
+    _assert_clean(check)
+    seen = set()
+    for href in check.links:
+        target = local_target(href)
+        assert target is not None, f"{page.name} links outside the file system: {href}"
+        assert target.exists(), f"{page.name}: broken link {href}"
+        fragment = href.partition("#")[2]
+        if fragment and target.suffix == ".html":
+            assert f'id="{fragment}"' in target.read_text(encoding="utf-8"), f"{page.name}: no #{fragment} in {target.name}"
+        if target.suffix == ".html" and target not in seen:
+            seen.add(target)
+            _assert_clean(load(browser, target))
+    return seen
+
+
+def test_links_from_index_and_a_sprite_page(browser, glyphs):
+    report = glyphs.report_dir
+    seen = _follow_links(browser, report / "index.html", report)
+    assert report / "reconstructions.html" in seen and report / "sprites" / "sprite_000.html" in seen
+    seen = _follow_links(browser, report / "sprites" / "sprite_000.html", report)
+    assert report / "index.html" in seen
+    seen = _follow_links(browser, report / "reconstructions.html", report)   # gallery anchors #c<id>
+    assert any(p.parent.name == "sprites" for p in seen)
+
+
+def test_hostile_names_render_as_text(browser, hostile):
+    report = hostile.report_dir
+    pages = [report / "index.html", report / "reconstructions.html", *sorted((report / "sprites").glob("*.html"))]
+    text = ""
+    for page in pages:
+        check = load(browser, page)
+        _assert_clean(check)          # no alert() dialog, no error
+        text += check.text
+    assert "<script>alert(1)</script>.png" in text
+    assert "a & b.png" in text and "Évangéliaire ß.png" in text
+    # the source links of the hostile files open the right image
+    sprite_pages = sorted((report / "sprites").glob("*.html"))
+    targets = {local_target(h) for p in sprite_pages for h in load(browser, p).links}
+    assert any(t is not None and t.name == "script>.png" and t.is_file() for t in targets)
+
+
+def test_arrow_keys_turn_pages(browser, hostile):
+    sprites = hostile.report_dir / "sprites"
+    first = next(p for p in sorted(sprites.glob("sprite_*.html"))
+                 if (sprites / p.name.replace(".html", "_p2.html")).exists())
+    page = browser.new_page()
+    try:
+        page.goto(first.resolve().as_uri())
+        page.keyboard.press("ArrowRight")
+        page.wait_for_url("**/*_p2.html")
+        page.keyboard.press("ArrowLeft")
+        page.wait_for_url(f"**/{first.name}")
+    finally:
+        page.close()
