@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -204,3 +203,18 @@ def test_cli_eval(glyphs, cli_runner):
     assert "eval.json" in result.output
     bad = cli_runner.invoke(cli, ["eval", "--project", str(glyphs.root), "--labels", str(glyphs.root / "nope.csv")])
     assert bad.exit_code == 1 and "Error:" in bad.output and "Traceback" not in bad.output
+
+
+def test_masks_in_image_coordinates_are_cut_and_placed_in_the_crop():
+    from pipeline.evaluate import _to_crop
+    mask = np.zeros((40, 20), np.uint8)   # image 20 wide, 40 high
+    mask[:20] = 1                         # top half object 1
+    mask[20:] = 2                         # bottom half object 2
+    whole = {"size": np.array([[20, 40]]), "box": np.array([[0, 0, 20, 40]]), "content_box": np.array([[4, 0, 8, 16]])}
+    out = _to_crop(mask, 16, whole, 0)
+    assert (out[:, :4] == 0).all() and (out[:, 12:] == 0).all()   # padding = background
+    assert (out[:8, 4:12] == 1).all() and (out[8:, 4:12] == 2).all()
+    # the bottom-half box of the same image, masks given at half resolution
+    half = {"size": np.array([[20, 40]]), "box": np.array([[0, 20, 20, 20]]), "content_box": np.array([[0, 0, 16, 16]])}
+    out = _to_crop(mask[::2, ::2], 16, half, 0)
+    assert (out == 2).all()
