@@ -4,7 +4,7 @@
   (`make_optimizer`) on a pre-built `torch.rand` batch, no data loading — timed for the model of
   a reference case, warm-up iterations then the median of `steps`; beside it the reference
   code's figure measured the same way (reference notes §16: batch 32, 2 threads); then the
-  inference throughput of `model.eval(); model.decompose(x)` with batch 256, and the peak RSS.
+  inference throughput of `model.eval(); model.decompose(x)` with batch 64 (the decompose default), and the peak RSS.
 * `quality`: an example project trained for a wall-clock budget, all stages, `sprites eval`.
 * `ingest`: a generated collection of PNG images through `sprites run ingest` in a subprocess:
   images/s and peak memory of the ingest's own processes.
@@ -119,7 +119,7 @@ def _median_time(fn: Callable[[], Any], warmup: int, steps: int) -> tuple[float,
 
 
 def speed_case(case: SpeedCase, batch: int = 32, steps: int = 10, warmup: int = 3,
-               decompose_batch: int = 256, decompose_steps: int = 3, seed: int = 0) -> dict[str, Any]:
+               decompose_batch: int = 64, decompose_steps: int = 3, seed: int = 0) -> dict[str, Any]:
     """Time one case: training step (median s/iter) and decompose (crops/s)."""
     import torch
     from pipeline.model import SpriteModel
@@ -178,7 +178,7 @@ def speed_bench(preset: str = "all", threads: int = 0, batch: int = 32, steps: i
     log(f"torch {torch.__version__}, {n} threads ({os.cpu_count()} CPUs), "
         f"load average {load[0]:.2f}" if load else f"torch {torch.__version__}, {n} threads")
     log(f"training step = zero_grad + forward + backward + Adam, batch {batch}, "
-        f"{warmup} warm-up + median of {steps}; decompose batch 256")
+        f"{warmup} warm-up + median of {steps}; decompose batch 64")
     log(SPEED_HEADER)
     for name in PRESET_CASES[preset]:
         r = speed_case(SPEED_CASES[name], batch=batch, steps=steps, warmup=warmup, decompose_steps=decompose_steps)

@@ -120,7 +120,7 @@ class TrainConfig:
 
 @dataclass
 class DecomposeConfig:
-    batch_size: int = _opt(256, "crops per inference batch", run_only=True)
+    batch_size: int = _opt(64, "crops per inference batch (64 keeps the candidates in the CPU cache)", run_only=True)
 
 
 @dataclass
