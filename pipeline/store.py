@@ -20,7 +20,7 @@ import numpy as np
 from pipeline import __version__
 
 __all__ = ["ATTRS", "write_stage", "read_stage", "stage_attrs", "write_atomic_h5", "clean_temporaries",
-           "string_dataset", "read_strings"]
+           "string_dataset", "read_strings", "pid_alive"]
 
 # Attribute names every stage file carries.
 ATTRS = ("stage", "fingerprint", "params_json", "deps_json", "inputs_json", "config_json",
@@ -97,7 +97,7 @@ def clean_temporaries(folder: Path) -> list[Path]:
     removed = []
     for tmp in Path(folder).glob("*.tmp-*"):
         pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
+        if pid.isdigit() and pid_alive(int(pid)) and int(pid) != os.getpid():
             continue
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -105,7 +105,8 @@ def clean_temporaries(folder: Path) -> list[Path]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` still runs (its temporary files must then be left alone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -25,7 +25,7 @@ from pipeline import __version__
 from pipeline.exports import assignment_rows, write_assignments, write_masks, write_sprite_pngs
 from pipeline.fingerprint import stable_hash
 from pipeline.render import ReportData, environment, fmt_duration, fmt_number, render_report
-from pipeline.store import read_strings, string_dataset, write_stage
+from pipeline.store import pid_alive, read_strings, string_dataset, write_stage
 from pipeline.thumbs import front_layer, render_aligned, rgba, sample_images, sprite_bank, to_hwc, write_png
 from pipeline.train import set_threads
 
@@ -58,23 +58,13 @@ def _threads(configured: int = 0) -> int:
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _clean_leftovers(project) -> None:
     """Temporary report folders and export files of killed runs (their process is gone)."""
     candidates = [*project.root.glob("report.tmp-*"), *project.root.glob("report.old-*"),
                   *project.exports_dir.glob("*.tmp-*")]
     for tmp in candidates:
         pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
+        if pid.isdigit() and (int(pid) == os.getpid() or not pid_alive(int(pid))):
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
