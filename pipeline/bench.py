@@ -320,17 +320,18 @@ def _make_image(i: int, size: int, seed: int):
 
 def _write_images(args) -> None:
     import cv2
-    folder, lo, hi, size, seed = args
+    folder, lo, hi, size, seed, fmt = args
+    options = [cv2.IMWRITE_PNG_COMPRESSION, 1] if fmt == "png" else [cv2.IMWRITE_JPEG_QUALITY, 90]
     for i in range(lo, hi):
         sub = Path(folder) / f"d{i // 1000:03d}"
         sub.mkdir(exist_ok=True)
-        cv2.imwrite(str(sub / f"{i:06d}.png"), _make_image(i, size, seed)[..., ::-1],
-                    [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        cv2.imwrite(str(sub / f"{i:06d}.{'png' if fmt == 'png' else 'jpg'}"), _make_image(i, size, seed)[..., ::-1], options)
 
 
-def bench_collection(count: int, size: int, seed: int = 0, log: Callable[[str], None] = print) -> Path:
+def bench_collection(count: int, size: int, seed: int = 0, log: Callable[[str], None] = print,
+                     fmt: str = "png") -> Path:
     """The generated collection (made once, reused): <tmp>/sprites-bench-ingest/<count>x<size>/images."""
-    base = Path(tempfile.gettempdir()) / "sprites-bench-ingest" / f"{count}x{size}-s{seed}"
+    base = Path(tempfile.gettempdir()) / "sprites-bench-ingest" / (f"{count}x{size}-s{seed}" + ("" if fmt == "png" else f"-{fmt}"))
     images, done = base / "images", base / "complete"
     if done.exists():
         return images
@@ -341,7 +342,7 @@ def bench_collection(count: int, size: int, seed: int = 0, log: Callable[[str], 
     import multiprocessing
     procs = max(1, min(os.cpu_count() or 1, 8))
     step = max(1, -(-count // (procs * 8)))
-    jobs = [(str(images), lo, min(count, lo + step), size, seed) for lo in range(0, count, step)]
+    jobs = [(str(images), lo, min(count, lo + step), size, seed, fmt) for lo in range(0, count, step)]
     with multiprocessing.get_context("fork").Pool(procs) as pool:
         pool.map(_write_images, jobs)
     done.write_text("ok\n")
@@ -401,13 +402,15 @@ class _TreeSampler(threading.Thread):
 
 def ingest_bench(count: int = 20000, size: int = 256, crop: int = 64, channels: int = 3,
                  directory: str | Path | None = None, seed: int = 0,
-                 log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Time `sprites run ingest --force` on a generated collection, in a subprocess."""
+                 log: Callable[[str], None] = print, fmt: str = "png") -> dict[str, Any]:
+    """Time `sprites run ingest --force` on a generated collection (PNG or JPEG), in a subprocess."""
     from pipeline.project import init_project
     if count < 1 or size < 8 or crop < 8:
         raise SpritesError("--count must be at least 1, --size and --crop at least 8")
-    images = bench_collection(count, size, seed, log)
-    directory = Path(directory) if directory is not None else Path(tempfile.gettempdir()) / "sprites-bench-ingest" / f"project-{count}x{size}-{crop}"
+    if fmt not in ("png", "jpeg"):
+        raise SpritesError("--format must be png or jpeg")
+    images = bench_collection(count, size, seed, log, fmt)
+    directory = Path(directory) if directory is not None else Path(tempfile.gettempdir()) / "sprites-bench-ingest" / f"project-{count}x{size}-{crop}-{fmt}"
     _prepare_dir(directory)
     init_project(directory, images=str(images), preset="objects",
                  sets=[f"ingest.size={crop}", f"ingest.channels={channels}"], force=True)
@@ -432,7 +435,7 @@ def ingest_bench(count: int = 20000, size: int = 256, crop: int = 64, channels: 
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     h5 = directory / "cache" / "ingest.h5"
     return {
-        "count": count, "size": size, "crop": crop, "channels": channels, "cpus": os.cpu_count(),
+        "count": count, "size": size, "crop": crop, "channels": channels, "cpus": os.cpu_count(), "format": fmt,
         "wall_s": wall, "images_per_s": count / wall,
         "stage_s": stage_s, "stage_images_per_s": count / stage_s if stage_s else None,
         "cpu_user_s": after.ru_utime - before.ru_utime, "cpu_sys_s": after.ru_stime - before.ru_stime,
@@ -445,7 +448,7 @@ def ingest_bench(count: int = 20000, size: int = 256, crop: int = 64, channels: 
 
 
 def format_ingest(r: dict[str, Any]) -> list[str]:
-    lines = [f"ingest of {r['count']} PNG images {r['size']}×{r['size']} → {r['crop']}×{r['crop']} crops, "
+    lines = [f"ingest of {r['count']} {r.get('format', 'png').upper()} images {r['size']}×{r['size']} → {r['crop']}×{r['crop']} crops, "
              f"{r['cpus']} CPUs:",
              f"  {r['images_per_s']:.0f} images/s ({r['wall_s']:.1f} s wall, process start included)"
              + (f"; the stage alone {r['stage_images_per_s']:.0f} images/s ({r['stage_s']:.1f} s)" if r["stage_s"] else ""),

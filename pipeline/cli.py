@@ -211,18 +211,20 @@ def bench_quality(name, minutes, count, directory, sets, quiet):
 
 @bench.command("ingest")
 @click.option("--count", type=int, default=20000, show_default=True, help="number of generated images")
-@click.option("--size", type=int, default=256, show_default=True, help="side in px of the generated PNG images")
+@click.option("--size", type=int, default=256, show_default=True, help="side in px of the generated images")
 @click.option("--crop", type=int, default=64, show_default=True, help="ingest.size: side of the crops")
+@click.option("--format", "fmt", type=click.Choice(["png", "jpeg"]), default="png", show_default=True,
+              help="file format of the generated images")
 @click.option("--dir", "directory", type=click.Path(file_okay=False), help="project folder (default in the temp folder)")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also save the results to this JSON file")
-def bench_ingest(count, size, crop, directory, json_path):
+def bench_ingest(count, size, crop, fmt, directory, json_path):
     """Time `sprites run ingest` on a generated collection (made once, kept in the temp folder).
 
     Reports images/s and the peak memory of the ingest's own processes (run in a subprocess).
     """
     from pipeline.bench import format_ingest, ingest_bench, write_json
     try:
-        result = ingest_bench(count=count, size=size, crop=crop, directory=directory, log=click.echo)
+        result = ingest_bench(count=count, size=size, crop=crop, directory=directory, log=click.echo, fmt=fmt)
         for line in format_ingest(result):
             click.echo(line)
         if json_path:
