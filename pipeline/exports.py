@@ -2,7 +2,9 @@
 
 * `assignments.csv` — one row per crop: crop_id, source, box_x, box_y, box_w, box_h, sprite
   (the front-most non-empty layer's sprite, −1 when every layer is empty), layers (the sprite of
-  each layer joined with ';'), [background], error, margin, then a few readable transformation
+  each layer joined with ';'), [background], error, margin; the provenance: page (1-based PDF
+  page or canvas position, 0 for an image), file, manifest, canvas, iiif_region, label (of the
+  box), rotation, checksum; the metadata columns as `meta_<column>`; then a few readable transformation
   values per module (and per layer when L > 1, prefixed `l0_`, `l1_`…): position → scale, tx,
   ty; color → gain, offset (means over channels); any other → the norm of its parameters
   (distance from the identity).
@@ -39,6 +41,8 @@ __all__ = ["FORMAT_VERSION", "transform_columns", "assignment_rows", "write_assi
 FORMAT_VERSION = 1
 _CHUNK = 4096
 BASE_COLUMNS = ["crop_id", "source", "box_x", "box_y", "box_w", "box_h", "sprite", "layers"]
+PROVENANCE_STRINGS = ["file", "manifest", "canvas", "iiif_region", "label", "checksum"]
+PROVENANCE_COLUMNS = ["page", "file", "manifest", "canvas", "iiif_region", "label", "rotation", "checksum"]
 
 
 @contextlib.contextmanager
@@ -111,8 +115,13 @@ def assignment_rows(ingest: h5py.File, dec: h5py.File, backgrounds: int = 0, ini
     params = _param_order(dec, order)
     has_bkg = backgrounds > 0
     tcols = transform_columns(params, L)
-    columns = BASE_COLUMNS + (["background"] if has_bkg else []) + ["error", "margin"] + tcols
+    meta = {name: read_strings(ds) for name, ds in ingest["metadata"].items()} if "metadata" in ingest else {}
+    mcols = [f"meta_{name}" for name in meta]
+    columns = BASE_COLUMNS + (["background"] if has_bkg else []) + ["error", "margin"] + PROVENANCE_COLUMNS + mcols + tcols
     sources = read_strings(ingest["source"])
+    strings = {key: read_strings(ingest[key]) if key in ingest else [""] * n for key in PROVENANCE_STRINGS}
+    page = ingest["page"][()] if "page" in ingest else np.zeros(n, np.int32)
+    rotation = ingest["rotation"][()] if "rotation" in ingest else np.zeros(n, np.float32)
 
     def rows() -> Iterator[dict[str, Any]]:
         for lo in range(0, n, _CHUNK):
@@ -131,6 +140,11 @@ def assignment_rows(ingest: h5py.File, dec: h5py.File, backgrounds: int = 0, ini
                 if bkg is not None:
                     row["background"] = int(bkg[i])
                 row["error"], row["margin"] = _number(error[i]), _number(margin[i])
+                j = lo + i
+                row["page"] = int(page[j])
+                row.update({key: strings[key][j] for key in PROVENANCE_STRINGS if key != "checksum"})
+                row["rotation"], row["checksum"] = _number(rotation[j]), strings["checksum"][j]
+                row.update({col: meta[name][j] for col, name in zip(mcols, meta)})
                 for col, values in zip(tcols, extra):
                     row[col] = _number(values[i])
                 yield row

@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 import pipeline
+from pipeline.provenance import CARD_METADATA, Provenance
 from pipeline.thumbs import BACKGROUND_COLOUR, LAYER_COLOURS, display_size, palette
 
 __all__ = ["template_dirs", "environment", "write_page", "quote_path", "file_href", "loss_chart",
@@ -173,8 +174,7 @@ def pager(number: int, count: int, href, window: int = 2) -> dict[str, Any]:
 class ReportData:
     """Everything the pages show, small enough to hold for 50,000 crops (no pixels)."""
     project_name: str
-    images_root: Path
-    sources: list[str]
+    provenance: Provenance          # sources, boxes, page thumbnails, metadata
     front: np.ndarray               # (N,) sprite of the front-most layer, −1 = none
     error: np.ndarray               # (N,)
     margin: np.ndarray              # (N,)
@@ -235,7 +235,7 @@ def _galleries(env, out: Path, final: Path, d: ReportData, order: np.ndarray, pr
         med = float(np.median(d.error[ids])) if len(ids) else float("nan")
         for number in range(1, count + 1):
             chunk = ids[(number - 1) * d.per_page: number * d.per_page]
-            cards = [{"id": int(i), "source": d.sources[i], "href": file_href(d.images_root / d.sources[i], page_dir),
+            cards = [{"id": int(i), **source_info(d.provenance, int(i), page_dir, "../", thumb),
                       "crop": f"../img/crops/{_crop(i, n)}", "recon": f"../img/recon/{_crop(i, n)}",
                       "aligned": f"../img/aligned/{_crop(i, n)}", "sprite": k,
                       "error": float(d.error[i]), "margin": float(d.margin[i])} for i in chunk]
@@ -243,7 +243,8 @@ def _galleries(env, out: Path, final: Path, d: ReportData, order: np.ndarray, pr
             summary = (f"{len(ids):,} crop{'' if len(ids) == 1 else 's'} ({_share(len(ids), n)} of {n:,})"
                        + (f" · median error {fmt_number(med, 3)}" if len(ids) else ""))
             write_page(env, out / "sprites" / page_name(k, number), "sprite.html", **_common(d, "../", "sprite", True),
-                       heading=label(k), summary=summary, cards=cards, thumb=thumb, card_width=3 * thumb + 26,
+                       heading=label(k), summary=summary, cards=cards, thumb=thumb,
+                       card_width=(4 if d.provenance.pages else 3) * thumb + 30,
                        pager=p,
                        sprite=None if k < 0 else {"k": k, "img": f"../img/sprites/sprite_{k:03d}.png", "size": big,
                                                   "colour": colours[k]},
@@ -263,7 +264,74 @@ def _crop(i: int, n: int) -> str:
 
 def _common(d: ReportData, root: str, page: str, keys: bool) -> dict[str, Any]:
     return {"project_name": d.project_name, "version": d.version, "created": d.created, "root": root,
-            "page": page, "keys": keys}
+            "page": page, "keys": keys, "has_pages": bool(d.provenance.pages)}
+
+
+def gallery_href(d: ReportData, rank: np.ndarray, i: int, root: str = "") -> str:
+    """Crop i's card in its sprite gallery, from a page at depth `root` ('' or '../')."""
+    return f"{root}sprites/{page_name(int(d.front[i]), int(rank[i]) // d.per_page + 1)}#c{i}"
+
+
+def _fit(width: int, height: int, side: int) -> tuple[int, int]:
+    scale = side / max(width, height, 1)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def source_info(p: Provenance, i: int, page_dir: Path, root: str, side: int) -> dict[str, Any]:
+    """What a card shows of crop i's origin: source, readable place, link (IIIF region, PDF page or
+    file), metadata, and its page thumbnail (fitted in side × side px) with the crop outlined."""
+    path, extra = p.target(i)
+    meta = p.metadata_of(i)
+    info = {"source": p.source[i], "place": p.place(i), "href": extra if path is None else file_href(path, page_dir) + extra,
+            "iiif": path is None, "meta": meta[:CARD_METADATA], "meta_more": len(meta) - CARD_METADATA, "page": None}
+    page, outline = p.page_of(i), p.outline(i)
+    if page is not None and outline is not None and page.width:
+        w, h = _fit(page.width, page.height, side)
+        info["page"] = {"img": root + page.image, "view": f"{root}{page.view}#c{i}", "w": w, "h": h, "box": outline}
+    return info
+
+
+def _page_views(env, out: Path, final: Path, d: ReportData, rank: np.ndarray) -> list[str]:
+    """pages.html (every page cut into crops) and pages/page_NNNNNN.html (one page, its crops outlined)."""
+    p = d.provenance
+    if not p.pages:
+        return []
+    colours = palette(d.K)
+    order = np.argsort(p.page_row, kind="stable")
+    rows = p.page_row[order]
+    starts = np.searchsorted(rows, np.arange(len(p.pages)))
+    ends = np.searchsorted(rows, np.arange(len(p.pages)), side="right")
+    written, tiles = [], []
+    for r, page in enumerate(p.pages):
+        ids = order[starts[r]:ends[r]].tolist()
+        if not ids:
+            continue
+        first = ids[0]
+        prev_r = next((q for q in range(r - 1, -1, -1) if ends[q] > starts[q]), None)
+        next_r = next((q for q in range(r + 1, len(p.pages)) if ends[q] > starts[q]), None)
+        w, h = _fit(page.width, page.height, 900) if max(page.width, page.height) > 900 else (page.width, page.height)
+        crops = []
+        for i in ids:
+            k = int(d.front[i])
+            x, y, bw, bh = (int(v) for v in p.box[i])
+            crops.append({"id": i, "box": p.outline(i), "colour": colours[k] if k >= 0 else "#888888",
+                          "sprite": "no sprite" if k < 0 else f"sprite {k}", "gallery": gallery_href(d, rank, i, "../"),
+                          "xywh": f"{x}, {y}, {bw}, {bh}", "label": p.label[i], "error": float(d.error[i]),
+                          "region": p.iiif_region[i]})
+        info = source_info(p, first, final / "pages", "../", 0)
+        write_page(env, out / page.view, "page.html", **_common(d, "../", "page", True),
+                   place=info["place"], source=info["source"], href=info["href"], iiif=info["iiif"],
+                   metadata=p.metadata_of(first), image=f"../{page.image}", w=w, h=h, crops=crops,
+                   prev_page=None if prev_r is None else f"page_{prev_r:06d}.html",
+                   next_page=None if next_r is None else f"page_{next_r:06d}.html",
+                   nav_prev=None if prev_r is None else f"page_{prev_r:06d}.html",
+                   nav_next=None if next_r is None else f"page_{next_r:06d}.html")
+        written.append(page.view)
+        tw, th = _fit(page.width, page.height, 180)
+        tiles.append({"href": page.view, "img": page.image, "w": tw, "h": th, "place": info["place"], "count": len(ids)})
+    write_page(env, out / "pages.html", "pages.html", **_common(d, "", "pages", False), tiles=tiles,
+               crops=int((p.page_row >= 0).sum()))
+    return ["pages.html"] + written
 
 
 def _index(env, out: Path, final: Path, d: ReportData) -> None:
@@ -317,8 +385,8 @@ def _reconstructions(env, out: Path, final: Path, d: ReportData, rank: np.ndarra
             cells.append(_cell(f"{stem}_layer{l}.png", f"layer {l + 1} of crop {i}: {what}", caption,
                                colours[k] if k >= 0 else None, True))
         group = int(d.front[i])
-        gallery = f"sprites/{page_name(group, int(rank[i]) // d.per_page + 1)}#c{i}"
-        rows.append({"id": i, "source": d.sources[i], "href": file_href(d.images_root / d.sources[i], final),
+        gallery = gallery_href(d, rank, i)
+        rows.append({"id": i, **source_info(d.provenance, i, final, "", size),
                      "error": float(d.error[i]), "gallery": gallery, "cells": cells,
                      "group": f"sprite {group}" if group >= 0 else "no sprite"})
     write_page(env, out / "reconstructions.html", "reconstructions.html", **_common(d, "", "reconstructions", False),
@@ -338,4 +406,4 @@ def render_report(env, out: Path, final: Path, d: ReportData, progress: bool = F
     pages = _galleries(env, out, final, d, order, progress)
     _index(env, out, final, d)
     _reconstructions(env, out, final, d, rank)
-    return ["index.html", "reconstructions.html"] + pages
+    return ["index.html", "reconstructions.html"] + pages + _page_views(env, out, final, d, rank)

@@ -14,6 +14,10 @@ Datasets (first axis = crop id, never reordered):
   single image); `canvas`, `canvas_label`, `manifest`, `manifest_label` (N,) ('' when not IIIF);
   `iiif_region` (N,) the Image API URL of the crop's region at full resolution ('' when not IIIF);
   `label` (N,) the box's label (crop = boxes);
+* `page_row` (N,) int32 the row of the crop's page in `pages/*` (−1: no thumbnail); `pages/thumb`
+  (P,) JPEG bytes of each page cut into crops (ingest.crop ≠ whole; longest side 512 px),
+  `pages/source` (P,), `pages/extent` (P, 4) x0, y0, x1, y1 the thumbnail shows in source
+  coordinates (so `box` can be outlined on it), `pages/size` (P, 2);
 * `metadata/<column>` (N,) strings from `ingest.metadata` (and IIIF manifest metadata);
   `metadata_unmatched/rows`, `metadata_unmatched/sources`;
 * `skipped/source`, `skipped/reason`: what could not be read, and why;
@@ -28,6 +32,7 @@ import os
 from functools import partial
 from pathlib import Path
 
+import h5py
 import numpy as np
 from tqdm import tqdm
 
@@ -119,12 +124,25 @@ def run(ctx) -> None:
     work = partial(cut_page, opt=CutOptions.from_config(cfg))
     per: dict[str, list] = {k: [] for k in _PER_CROP_STRINGS}
     boxes, sizes, contents, numbers = [], [], [], []
+    page_of_crop: list[int] = []                      # row in pages/* of each crop's page thumbnail, −1 = none
+    page_rows: dict[str, list] = {"source": [], "extent": [], "size": []}
     manifest_meta = {m.key: m.metadata for m in plan.manifests}
     with write_stage(ctx.output, ctx.meta) as f:
         chunk = max(1, min(_BATCH, (4 << 20) // (c * size * size)))
         crops = f.create_dataset("crops", shape=(0, c, size, size), maxshape=(None, c, size, size),
                                  dtype=np.uint8, chunks=(chunk, c, size, size))
         buffer: list = []
+        thumbs = f.create_dataset("pages/thumb", shape=(0,), maxshape=(None,), dtype=h5py.vlen_dtype(np.uint8), chunks=(64,))
+
+        def add_thumb(page, result) -> int:
+            if not result.thumb:
+                return -1
+            thumbs.resize(len(page_rows["source"]) + 1, axis=0)
+            thumbs[-1] = np.frombuffer(result.thumb, dtype=np.uint8)
+            page_rows["source"].append(page.source)
+            page_rows["extent"].append(result.thumb_extent)
+            page_rows["size"].append(result.size)
+            return len(page_rows["source"]) - 1
 
         def flush():
             if buffer:
@@ -146,6 +164,7 @@ def run(ctx) -> None:
                         Path(page.path).unlink(missing_ok=True)
                     continue
                 skipped += [(page.source, problem) for problem in result.problems]
+                row = add_thumb(page, result)
                 for crop in result.crops:
                     buffer.append(crop.crop)
                     for key, value in (("source", page.source), ("checksum", result.checksum), ("kind", page.kind),
@@ -157,6 +176,7 @@ def run(ctx) -> None:
                     sizes.append(result.size)
                     contents.append(crop.content_box)
                     numbers.append(page.page)
+                    page_of_crop.append(row)
                 if len(buffer) >= _BATCH:
                     flush()
             flush()
@@ -177,6 +197,10 @@ def run(ctx) -> None:
         f.create_dataset("content_box", data=np.array(contents, dtype=np.int32).reshape(-1, 4), chunks=True)
         f.create_dataset("page", data=np.array(numbers, dtype=np.int32), chunks=True)
         f.create_dataset("rotation", data=np.zeros(kept, dtype=np.float32), chunks=True)
+        f.create_dataset("page_row", data=np.array(page_of_crop, dtype=np.int32), chunks=True)
+        string_dataset(f, "pages/source", page_rows["source"])
+        f.create_dataset("pages/extent", data=np.array(page_rows["extent"], dtype=np.float64).reshape(-1, 4))
+        f.create_dataset("pages/size", data=np.array(page_rows["size"], dtype=np.int64).reshape(-1, 2))
         _write_metadata(ctx, f, cfg, per, manifest_meta)
         string_dataset(f, "skipped/source", [s for s, _ in skipped])
         string_dataset(f, "skipped/reason", [r for _, r in skipped])
@@ -224,5 +248,7 @@ def _write_metadata(ctx, f, cfg, per: dict[str, list], manifest_meta: dict) -> N
         if joined.ambiguous_ids:
             ctx.log(f"  ids naming several files were not used (give the path instead), e.g. {joined.ambiguous_ids[0]}")
     columns.update(manifest_columns(manifest_meta, per["manifest"], taken))
+    if columns:  # the spreadsheet's column order, not h5py's alphabetical one
+        f.create_group("metadata", track_order=True)
     for name, values in columns.items():
         string_dataset(f, f"metadata/{name}", values, chunks=True)

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from pipeline import __version__
 from pipeline.exports import assignment_rows, write_assignments, write_masks, write_sprite_pngs
 from pipeline.fingerprint import stable_hash
+from pipeline.provenance import read_provenance, write_page_thumbs
 from pipeline.render import ReportData, environment, fmt_duration, fmt_number, render_report
 from pipeline.store import pid_alive, read_strings, string_dataset, write_stage
 from pipeline.thumbs import front_layer, render_aligned, rgba, sample_images, sprite_bank, to_hwc, write_png
@@ -182,17 +183,32 @@ def _write_bank_and_sample(img: Path, ing, dec, model, count: int) -> list[dict]
 
 
 _EXPORT_NOTES = {
-    "assignments.csv": "one row per crop: source, box, sprite, layers, error, margin, transformation values",
+    "assignments.csv": "one row per crop: source, box, sprite, layers, error, margin, provenance (page, file, IIIF canvas and region, checksum), metadata columns, transformation values",
     "assignments.json": "the same as a list of objects, with a header (config, sprite count)",
     "masks.h5": "per crop: semantic mask (0 background, k+1 = sprite k) and instance mask (l+1 = layer l)",
 }
+
+
+def _collection_facts(ing, provenance, n: int) -> list[tuple[str, str]]:
+    """Pages cut into crops and the metadata columns, for the run table."""
+    facts = []
+    if provenance.pages:
+        facts.append(("Pages cut into crops", f"{len(provenance.pages):,} (see Pages: every crop outlined on its page)"))
+    if provenance.metadata:
+        with_row = sum(1 for i in range(n) if any(v[i] for v in provenance.metadata.values()))
+        unmatched = int(ing["metadata_unmatched/rows"].shape[0]) if "metadata_unmatched/rows" in ing else 0
+        facts.append(("Metadata", f"{len(provenance.metadata)} column{'s' if len(provenance.metadata) != 1 else ''} "
+                                  f"({', '.join(list(provenance.metadata)[:8])}{', …' if len(provenance.metadata) > 8 else ''}); "
+                                  f"{with_row:,} of {n:,} crops have values"
+                                  + (f"; {unmatched:,} rows of the spreadsheet match no crop" if unmatched else "")))
+    return facts
 
 
 def _plural(count: int, word: str) -> str:
     return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
-def _report_data(ctx, ing, dec, tr, model, train_attrs, sample, exports) -> ReportData:
+def _report_data(ctx, ing, dec, tr, model, train_attrs, sample, exports, provenance) -> ReportData:
     from pipeline.config import render_toml
     cfg, n = ctx.config, ing["crops"].shape[0]
     front = dec["front"][()]
@@ -222,6 +238,7 @@ def _report_data(ctx, ing, dec, tr, model, train_attrs, sample, exports) -> Repo
         ("Final training loss", fmt_number(losses[-1], 4) if losses else "–"),
         ("Mean reconstruction error", fmt_number(float(error.mean()), 4) if n else "–"),
         ("Sprites re-seeded", str(int(train_attrs.get("reseeded", 0)))),
+        *_collection_facts(ing, provenance, n),
         ("Trained", str(train_attrs.get("created_utc", "?")).replace("T", " ").replace("Z", " UTC")),
     ]
     counts = np.bincount(front[front >= 0].astype(np.int64), minlength=model.K)
@@ -230,8 +247,7 @@ def _report_data(ctx, ing, dec, tr, model, train_attrs, sample, exports) -> Repo
             + f"; {used} sprite{'s are' if used != 1 else ' is'} in use, the most frequent explains {int(counts.max()) if model.K else 0:,} crops.")
     created = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return ReportData(
-        project_name=ctx.project.root.name, images_root=Path(str(ing.attrs.get("images_root", ""))),
-        sources=read_strings(ing["source"]), front=front, error=error, margin=dec["margin"][()],
+        project_name=ctx.project.root.name, provenance=provenance, front=front, error=error, margin=dec["margin"][()],
         background=dec["background"][()], size=S, sprite_size=model.s, K=model.K, L=model.L, M=model.M,
         transparent=model.masks is not None, per_page=cfg.report.per_page, steps=steps, losses=losses,
         facts=facts, lede=lede, config_text=render_toml(cfg), created=created, version=__version__,
@@ -262,7 +278,9 @@ def run(ctx) -> None:
                 write_thumbs(tmp / "img", ing, dec, model, ctx.progress, ctx.config.train.threads)
                 (tmp / "img" / "thumbs.json").write_text(json.dumps(key))
             sample = _write_bank_and_sample(tmp / "img", ing, dec, model, ctx.config.report.reconstructions)
-            data = _report_data(ctx, ing, dec, tr, model, train_attrs, sample, exports)
+            provenance = read_provenance(ing)
+            write_page_thumbs(ing, tmp, provenance)
+            data = _report_data(ctx, ing, dec, tr, model, train_attrs, sample, exports, provenance)
         pages = render_report(environment(project.root), tmp, report_dir, data, progress=ctx.progress)
         if reuse:
             for name in ("crops", "recon", "aligned", "thumbs.json"):

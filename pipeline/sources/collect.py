@@ -150,6 +150,20 @@ def _rel(path: str, root: Path) -> str:
     return Path(os.path.relpath(path, root)).as_posix()
 
 
+def _project_files(project: Path, listing_root: Path):
+    """A test `own(rel)`: is this file of the listing the project's own (its config, cache, report,
+    exports)? Such files are never images of the collection, e.g. when the project folder lies
+    inside the scanned folder."""
+    project, listing_root = Path(os.path.abspath(project)), Path(os.path.abspath(listing_root))
+    if project == listing_root:
+        own_parts = {"cache", "report", "exports", "templates", "sprites.toml"}
+        return lambda rel: Path(rel).parts[0] in own_parts or Path(rel).parts[0].startswith("report.")
+    if listing_root in project.parents:
+        inside = project.relative_to(listing_root).parts
+        return lambda rel: Path(rel).parts[:len(inside)] == inside
+    return lambda rel: False
+
+
 def local_inputs(root: Path, cfg) -> LocalInputs:
     """List the local files of every source (no network, no PDF opened)."""
     specs = resolve_specs(root, cfg)
@@ -177,9 +191,11 @@ def local_inputs(root: Path, cfg) -> LocalInputs:
     for spec in specs:
         if spec.kind == "files":
             listing = next(listing_iter)
+            own = _project_files(Path(root), Path(listing.root))
             for rel in listing.files:
-                add(os.path.join(listing.root, rel))
-            ignored += [(_rel(os.path.join(listing.root, r), images_root), why) for r, why in listing.ignored]
+                if not own(rel):
+                    add(os.path.join(listing.root, rel))
+            ignored += [(_rel(os.path.join(listing.root, r), images_root), why) for r, why in listing.ignored if not own(r)]
         elif spec.kind == "pdf":
             add(spec.location)
         elif spec.kind == "manifest":

@@ -15,18 +15,22 @@ canvas (`target` xywh, or the canvas size when it differs from the image's).
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from pipeline.cropping import components, grid
 from pipeline.images import decode_image, load_crop, square_crop
 from pipeline.sources.boxes import Box
 from pipeline.sources.iiif import region_url
 
-__all__ = ["Page", "CutOptions", "PageCrop", "PageResult", "cut_page"]
+__all__ = ["Page", "CutOptions", "PageCrop", "PageResult", "cut_page", "page_thumbnail", "PAGE_THUMB"]
+
+PAGE_THUMB = 512   # px, longest side of the page thumbnails on which the report outlines crops
 
 
 @dataclass
@@ -68,12 +72,14 @@ class CutOptions:
     margin: int
     tile: int
     overlap: int
+    page_thumb: int = 0               # longest side in px of the page thumbnail (0 = none)
 
     @classmethod
     def from_config(cls, cfg) -> "CutOptions":
+        # a page is worth a thumbnail only when crops are cut from it (the report outlines them)
         return cls(cfg.size, cfg.channels, cfg.pad, cfg.crop, cfg.max_pixels, cfg.pdf_dpi, cfg.binarize,
                    cfg.min_size, cfg.max_size, cfg.max_aspect, cfg.merge_distance, cfg.margin,
-                   cfg.tile, cfg.overlap)
+                   cfg.tile, cfg.overlap, PAGE_THUMB if cfg.crop != "whole" else 0)
 
 
 @dataclass
@@ -92,6 +98,8 @@ class PageResult:
     checksum: str = ""
     error: str | None = None          # the whole page failed
     problems: list[str] = field(default_factory=list)   # boxes that could not be cut
+    thumb: bytes = b""                # JPEG of the whole page, longest side ≤ CutOptions.page_thumb
+    thumb_extent: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # x0, y0, x1, y1 it shows, in source coordinates
 
 
 @dataclass(frozen=True)
@@ -202,4 +210,16 @@ def cut_page(page: Page, opt: CutOptions) -> PageResult:
                 ix1, iy1 = min(full[0], round(ix1)), min(full[1], round(iy1))
                 region = region_url(page.service, page.service_version, (ix0, iy0, max(1, ix1 - ix0), max(1, iy1 - iy0)))
         result.crops.append(PageCrop(crop, _int_box(*source_box), content, region, label))
+    if opt.page_thumb and result.crops:
+        result.thumb = page_thumbnail(arr, opt.page_thumb)
+        result.thumb_extent = tuple(float(v) for v in frame.to_source(0, 0, w, h))
     return result
+
+
+def page_thumbnail(arr: np.ndarray, side: int, quality: int = 80) -> bytes:
+    """arr (H, W) or (H, W, 3) uint8 → JPEG bytes, the longest side at most `side` px."""
+    img = Image.fromarray(arr)
+    img.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=quality)
+    return out.getvalue()
