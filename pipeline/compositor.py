@@ -13,6 +13,8 @@ every layer and occludes nothing.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "fixed_occlusion",
     "harden_occlusion",
     "instance_labels",
+    "nearest_layer_labels",
     "layer_weights",
     "occlusion_from_logits",
     "visibility",
@@ -225,3 +228,26 @@ def instance_labels(
         best = torch.where(better, weights[l], best)
         label = torch.where(better, torch.full_like(label, l), label)
     return label  # (B, H, W)
+
+
+def nearest_layer_labels(labels: torch.Tensor, layers: torch.Tensor, x: torch.Tensor,
+                         nonempty: torch.Tensor) -> torch.Tensor:
+    """``labels`` with every background pixel (0) given to the non-empty layer whose colour there is
+    closest to the image's (squared error over channels); 0 stays only where every layer is empty.
+
+    The papers' ARI-FG protocol (DTI-Sprites' evaluation): ARI-FG scores ground-truth foreground
+    pixels only, and a pixel the model left to the background is counted as part of the layer that
+    explains its colour best, not as a cluster of its own.
+
+    Convention:
+        labels (B, H, W) long from :func:`instance_labels`; layers (L, B, C, H, W) the chosen
+        sprites, transformed; x (B, C, H, W) the images; nonempty (B, L) bool.
+
+    Returns:
+        (B, H, W) long, 1..L wherever some layer is non-empty.
+    """
+    err = ((layers - x[None]) ** 2).mean(2)                                   # (L, B, H, W)
+    err = err.masked_fill(~nonempty.t()[:, :, None, None], math.inf)
+    nearest = err.argmin(0) + 1                                               # (B, H, W)
+    nearest = torch.where(nonempty.any(1)[:, None, None], nearest, torch.zeros_like(nearest))
+    return torch.where(labels == 0, nearest, labels)

@@ -1,7 +1,9 @@
 """Re-seeding of under-used sprites (DTI-Clustering / DTI-Sprites "reassignment").
 
-A sprite chosen for fewer than threshold / K of the selections since the last check restarts as a
-slightly perturbed copy of the most used sprite: its colour (+ N(0, 1e-4²) noise), its mask, its
+A sprite chosen for fewer than threshold / K of the selections since the last check, or one whose
+mask has faded everywhere below 1/2 (it draws nothing: the greedy selection may still pick it as a
+free blank layer, so its usage alone would keep it alive), restarts as a slightly perturbed copy of
+the most used sprite: its colour (+ N(0, 1e-4²) noise), its mask, its
 transformation heads in every layer, and the Adam moments of all of these are copied (cloned, so
 the two sprites never share a moment buffer — the reference copies some by reference and forgets
 the colour's). The source sprite gets the same small noise, so the two drift apart.
@@ -11,9 +13,12 @@ from __future__ import annotations
 
 import torch
 
+from pipeline.transforms import soft_clamp
+
 __all__ = ["reassign_unused", "restart_sprite"]
 
 NOISE = 1e-4
+VISIBLE = 0.5   # a sprite whose mask never reaches this opacity draws nothing
 
 
 def _copy_state(optimizer: torch.optim.Optimizer, param: torch.nn.Parameter, dst, src) -> None:
@@ -53,6 +58,9 @@ def reassign_unused(model, optimizer: torch.optim.Optimizer, usage: torch.Tensor
     if model.has_empty:  # relative to the most used sprite, since many layers may be empty
         share = counts / counts.max()
     low = [k for k in range(K) if share[k] < threshold / K]
+    if model.masks is not None:  # invisible sprites
+        visible = soft_clamp(model.masks.detach()).flatten(1).amax(1) >= VISIBLE
+        low = sorted(set(low) | {k for k in range(K) if not visible[k]})
     moved = []
     for k in low:
         src = int(torch.argmax(counts))

@@ -6,7 +6,8 @@ Datasets (first axis = crop id): `sprite` (N, L) int16, the sprite in each layer
 non-empty sprite; `margin` (N,) cost of the best alternative minus cost (small = ambiguous);
 `occlusion` (N, L, L) uint8 (1 = row layer in front of column layer); `params/<name>` (N, L, P)
 float32; `recon` (N, C, S, S) uint8; `semantic` (N, S, S) uint8 (0 background, k+1 = sprite k);
-`instance` (N, S, S) uint8 (0 background, l+1 = layer l).
+`instance` (N, S, S) uint8 (0 background, l+1 = layer l); `instance_fg` (N, S, S) uint8, the same
+with background pixels given to the non-empty layer of closest colour (the papers' ARI-FG protocol).
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.compositor import instance_labels
+from pipeline.compositor import instance_labels, nearest_layer_labels
 from pipeline.train import pick_device, set_threads
 from pipeline.store import write_stage
 
 NAME = "decompose"
 DEPS = ("ingest", "train")
 PARAMS = ("decompose",)
-VERSION = 1
+VERSION = 2   # 2: instance_fg
 
 
 def decompose_batch(model, x: torch.Tensor) -> dict[str, np.ndarray]:
@@ -46,6 +47,7 @@ def decompose_batch(model, x: torch.Tensor) -> dict[str, np.ndarray]:
         "occlusion": (occ > 0.5).to(torch.uint8),
         "recon": (d.recon.clamp(0, 1) * 255).round().to(torch.uint8),
         "semantic": sem.to(torch.uint8), "instance": inst.to(torch.uint8),
+        "instance_fg": nearest_layer_labels(inst, d.layers, x, nonempty).to(torch.uint8),
     }
     out.update({f"params/{k}": v.float() for k, v in d.params.items()})
     return {k: v.cpu().numpy() for k, v in out.items()}

@@ -8,6 +8,7 @@ from pipeline.compositor import (
     fixed_occlusion,
     harden_occlusion,
     instance_labels,
+    nearest_layer_labels,
     layer_weights,
     occlusion_from_logits,
     visibility,
@@ -227,3 +228,15 @@ class TestInstanceLabels:
         assert instance_labels(alphas).tolist() == [[[0, 1, 2]]]
         occ = occlusion_from_logits(torch.tensor([[-1.0]]), 2)  # soft, layer 0 in front
         assert instance_labels(alphas, occ).tolist() == [[[0, 1, 1]]]
+
+    def test_background_pixels_go_to_the_layer_of_closest_colour(self):
+        # 1×4 pixels, image red, green, blue, red; layer 0 red everywhere, layer 1 green
+        x = torch.tensor([[1.0, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 0]]).view(1, 3, 1, 4)
+        layers = torch.stack([torch.tensor([1.0, 0, 0]).view(3, 1, 1).expand(3, 1, 4),
+                              torch.tensor([0.0, 1, 0]).view(3, 1, 1).expand(3, 1, 4)])[:, None]  # (2, 1, 3, 1, 4)
+        labels = torch.tensor([[[0, 0, 0, 2]]])
+        both = torch.tensor([[True, True]])
+        assert nearest_layer_labels(labels, layers, x, both).tolist() == [[[1, 2, 1, 2]]]  # blue: a tie, first layer
+        only_second = torch.tensor([[False, True]])
+        assert nearest_layer_labels(labels, layers, x, only_second).tolist() == [[[2, 2, 2, 2]]]
+        assert nearest_layer_labels(labels, layers, x, torch.tensor([[False, False]])).tolist() == [[[0, 0, 0, 2]]]

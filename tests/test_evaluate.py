@@ -29,7 +29,7 @@ def _crop_sources(project) -> list[str]:
         return read_strings(f["source"])
 
 
-def _fake_decompose(project, K: int, front=None, instance=None, semantic=None) -> None:
+def _fake_decompose(project, K: int, front=None, instance=None, semantic=None, instance_fg=None) -> None:
     """A complete cache/decompose.h5 made by hand (rows = crops of ingest.h5)."""
     ingest = stage_attrs(project.stage_path("ingest"))
     n = len(_crop_sources(project))
@@ -42,6 +42,8 @@ def _fake_decompose(project, K: int, front=None, instance=None, semantic=None) -
             f.create_dataset("instance", data=np.asarray(instance, dtype=np.uint8))
         if semantic is not None:
             f.create_dataset("semantic", data=np.asarray(semantic, dtype=np.uint8))
+        if instance_fg is not None:
+            f.create_dataset("instance_fg", data=np.asarray(instance_fg, dtype=np.uint8))
         f.attrs.update({"sprites": K, "layers": 1, "count": n})
 
 
@@ -147,6 +149,22 @@ def test_masks_perfect_prediction(ingested):
                     semantic=np.where(sem > 0, 20 - sem, 0))
     m2 = evaluate(project, masks=project.ground_truth_dir / "masks.h5")["masks"]
     assert m2["ari_fg"] == pytest.approx(1.0) and m2["acc"] == pytest.approx(1.0)
+
+
+def test_ari_fg_counts_background_pixels_for_the_closest_layer(ingested):
+    """The papers' protocol: ARI-FG reads `instance_fg` (background pixels reassigned), ARI `instance`."""
+    project = ingested("tetrominoes", 8)
+    with h5py.File(project.ground_truth_dir / "masks.h5", "r") as f:
+        gt = dict(zip(read_strings(f["source"]), f["instance"][()]))
+    inst = np.stack([gt[s] for s in _crop_sources(project)])
+    eroded = inst.copy()
+    eroded[:, ::2] = 0                                   # every other row left to the background
+    _fake_decompose(project, 19, instance=eroded)
+    without = evaluate(project, masks=project.ground_truth_dir / "masks.h5")["masks"]
+    _fake_decompose(project, 19, instance=eroded, instance_fg=inst)
+    with_fg = evaluate(project, masks=project.ground_truth_dir / "masks.h5")["masks"]
+    assert without["ari_fg"] < 0.9 and with_fg["ari_fg"] == pytest.approx(1.0)
+    assert with_fg["ari"] == pytest.approx(without["ari"])
 
 
 def test_masks_on_a_trained_coins_project_with_resize(tmp_path):

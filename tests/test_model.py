@@ -117,6 +117,17 @@ class TestReassign:
         assert torch.equal(state[0], state[1]) and state[0].data_ptr() != state[1].data_ptr()
 
 
+    def test_invisible_sprite_restarts_even_when_chosen(self):
+        model, cfg = _model("objects", sprites=3)
+        opt = make_optimizer(model, cfg.train)
+        with torch.no_grad():
+            model.masks[2] = -1.0            # mask faded to nothing
+        usage = torch.tensor([[30, 40, 30]])  # yet chosen as often as the others
+        assert reassign_unused(model, opt, usage, threshold=0.2) == [2]
+        assert torch.equal(model.masks[2], model.masks[1])
+        assert reassign_unused(model, opt, usage, threshold=0.2) == []
+
+
 class TestConfigErrors:
     def test_exhaustive_too_big(self):
         cfg = config_from_dict({"model": {"sprites": 19, "layers": 3, "selection": "exhaustive"}}, preset="scenes")
