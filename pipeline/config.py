@@ -80,6 +80,7 @@ class ModelConfig:
     empty_penalty: float = _opt(1e-4, "lambda: cost added per non-empty sprite when choosing sprites")
     transforms: list[str] = _opt(["color", "affine", "tps"], "sprite transformations, applied in order (color, position, similarity, affine, projective, tps, morphological)")
     curriculum: list[float] = _opt([], "epoch at which each sprite transformation switches on, in order; those without an epoch start at once")
+    curriculum_patience: float = _opt(0.0, "0 = the curriculum goes by epoch only; else the next transformation also switches on early once the training loss has improved by less than 1 % over this many epochs")
     layer_transforms: list[str] = _opt([], "transformations shared by the sprites of a layer (e.g. color, position)")
     background_transforms: list[str] = _opt(["color"], "background transformations")
     position_scale: float = _opt(0.5, "initial sprite scale in the image frame for the position transformation")
@@ -96,6 +97,7 @@ class ModelConfig:
     background_init: str = _opt("mean", "background initialisation: mean image or constant 0.5", choices=("mean", "constant"))
     mask_noise: float = _opt(0.4, "uniform noise amplitude added to masks during training")
     reassign_threshold: float = _opt(0.2, "re-seed a sprite used by fewer than threshold / K of the images")
+    reassign_blurred: float = _opt(0.0, "also re-seed the blurriest sprite when its mask is this many times blurrier than the median sprite's (0 = never): a blob that explains no shape of its own")
     padding: str = _opt("auto", "warp padding: zeros, border, or auto (border for opaque prototypes)", choices=("auto", "zeros", "border"))
 
 
@@ -184,7 +186,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "layers": 3, "background": True, "transparent": True, "empty_sprite": True,
             "transforms": [], "curriculum": [], "layer_transforms": ["color", "position"],
             "background_transforms": ["color"], "occlusion": "predicted", "selection": "greedy",
-            "greedy_iterations": 2, "sprite_size": 0,
+            "greedy_iterations": 2, "sprite_size": 0, "reassign_blurred": 5.0,
         },
         # the reference's lr 1e-4 assumes ~12 M samples (5 GPU-hours); on a CPU budget 3e-4 for the
         # heads and 3e-3 for the sprites did best among the rates tried on tetrominoes (ARI-FG 84 %
@@ -315,6 +317,9 @@ def validate(cfg: Config) -> None:
         raise SpritesError(f"model.sprite_size = {m.sprite_size} is larger than the crops (ingest.size = {cfg.ingest.size}): lower it or set 0 (= crop size)")
     if len(m.curriculum) > len(m.transforms):
         raise SpritesError(f"model.curriculum has {len(m.curriculum)} entries but model.transforms has only {len(m.transforms)}: give at most one epoch per transformation")
+    for key in ("curriculum_patience", "reassign_blurred", "reassign_threshold", "mask_noise"):
+        if getattr(m, key) < 0:
+            raise SpritesError(f"model.{key} must be 0 or more; got {getattr(m, key)}")
     if m.morpho_kernel % 2 == 0:
         raise SpritesError(f"model.morpho_kernel must be odd; got {m.morpho_kernel}")
     if not m.transparent and (m.layers > 1 or m.background):

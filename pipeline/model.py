@@ -127,11 +127,24 @@ class SpriteModel(nn.Module):
         return [TRANSFORMS[n].n_params(self.C, self.options) for n in seq]
 
     # ----------------------------------------------------------------------------------- state
-    def set_epoch(self, epoch: float) -> None:
-        """Curriculum: switch on the sprite transformations whose epoch has come."""
+    def set_epoch(self, epoch: float, early: int = 0) -> int:
+        """Curriculum: switch on the sprite transformations whose epoch has come, and at least the
+        first `early` of the curriculum's order (those switched on early by a loss plateau).
+        Returns how many are on."""
+        order = self._curriculum()
+        on = max(early, sum(epoch >= m for _, m in order))
+        for rank, (i, _) in enumerate(order):
+            self.sprite_heads.active[i] = float(rank < on)
+        return on
+
+    def _curriculum(self) -> list[tuple[int, float]]:
+        """(index in the sprite sequence, switch-on epoch) in switch-on order; no epoch = 0."""
         milestones = list(self.cfg.curriculum) + [0] * (len(self.sprite_seq) - len(self.cfg.curriculum))
-        for i, m in enumerate(milestones):
-            self.sprite_heads.active[i] = float(epoch >= m)
+        return sorted(enumerate(milestones), key=lambda im: im[1])
+
+    def curriculum_order(self) -> list[str]:
+        """The sprite transformations in the order the curriculum switches them on."""
+        return [self.sprite_seq[i] for i, _ in self._curriculum()]
 
     def sprite_parameters(self) -> list[nn.Parameter]:
         return [p for p in (self.prototypes, self.masks, self.backgrounds) if p is not None]

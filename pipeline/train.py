@@ -53,6 +53,9 @@ class TrainState:
     usage: list = field(default_factory=list)        # (L, K') counts since the last re-seeding
     history: dict = field(default_factory=lambda: {"step": [], "epoch": [], "loss": [], "seconds": [], "usage": []})
     reseeded: int = 0               # sprites re-seeded so far
+    curriculum_on: int = 0          # sprite transformations switched on
+    curriculum_since: int = 0       # step at which the last one switched on
+    curriculum_early: int = 0       # how many the loss plateaus switched on (model.curriculum_patience)
     rng: object = None              # torch RNG state (mask noise, re-seeding noise)
     finished: bool = False
 
@@ -101,7 +104,9 @@ def fit(model: SpriteModel, crops: torch.Tensor, cfg: TrainConfig, optimizer: to
                 if cfg.minutes > 0 and state.elapsed >= 60 * cfg.minutes:
                     state.finished = True
                     break
-                model.set_epoch(where)
+                on = model.set_epoch(where, state.curriculum_early)
+                if on != state.curriculum_on:
+                    state.curriculum_on, state.curriculum_since = on, state.step
                 frozen = where < cfg.freeze_sprites
                 factor = _lr_factor(cfg, where)
                 for g, lr in zip(optimizer.param_groups, base_lrs):
@@ -119,12 +124,17 @@ def fit(model: SpriteModel, crops: torch.Tensor, cfg: TrainConfig, optimizer: to
                 state.usage = (torch.tensor(state.usage) + counts).tolist()
                 running.append(loss.item())
                 if cfg.reassign_every and state.step % cfg.reassign_every == 0 and not frozen:
-                    moved = reassign_unused(model, optimizer, torch.tensor(state.usage), cfg_threshold(model))
+                    moved = reassign_unused(model, optimizer, torch.tensor(state.usage), model.cfg.reassign_threshold,
+                                            model.cfg.reassign_blurred)
                     state.reseeded += len(moved)
                     state.usage = [[0] * K1 for _ in range(model.L)]
                 if state.step % max(1, min(50, steps_per_epoch)) == 0 or state.step_in_epoch == steps_per_epoch:
                     _record(state, running, model)
                     running = []
+                    if _plateau(state, model, steps_per_epoch):
+                        state.curriculum_early = state.curriculum_on + 1
+                        log(f"\ntrain: the loss stopped improving at epoch {where:.1f}: switching on "
+                            f"{model.curriculum_order()[state.curriculum_on]}")
                     used = sum(1 for c in np.array(state.history["usage"][-1]).reshape(-1)[:model.K] if c > 0)
                     bar.set_postfix(loss=f"{state.history['loss'][-1]:.4f}", epoch=state.epoch, used=f"{used}/{model.K}")
                 bar.update(1)
@@ -154,8 +164,25 @@ def fit(model: SpriteModel, crops: torch.Tensor, cfg: TrainConfig, optimizer: to
     return state
 
 
-def cfg_threshold(model: SpriteModel) -> float:
-    return model.cfg.reassign_threshold
+PLATEAU = 0.01  # relative loss improvement over a patience window below which the loss has plateaued
+
+
+def _plateau(state: TrainState, model: SpriteModel, steps_per_epoch: int) -> bool:
+    """Whether the next transformation of the curriculum should switch on early: the mean loss of
+    the last `curriculum_patience` epochs is within 1 % of the window before, both windows after
+    the last switch."""
+    patience = model.cfg.curriculum_patience
+    if patience <= 0 or state.curriculum_on >= len(model.sprite_seq):
+        return False
+    window = max(1, round(patience * steps_per_epoch))
+    if state.step - state.curriculum_since < 2 * window:
+        return False
+    steps, losses = np.asarray(state.history["step"]), np.asarray(state.history["loss"])
+    last = losses[steps > state.step - window]
+    before = losses[(steps > state.step - 2 * window) & (steps <= state.step - window)]
+    if not len(last) or not len(before):
+        return False
+    return float(before.mean() - last.mean()) < PLATEAU * float(before.mean())
 
 
 def _record(state: TrainState, running: list[float], model: SpriteModel) -> None:

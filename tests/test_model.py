@@ -128,6 +128,28 @@ class TestReassign:
         assert reassign_unused(model, opt, usage, threshold=0.2) == []
 
 
+    def test_blurred_sprite_restarts_from_most_used(self):
+        model, cfg = _model("objects", sprites=4, reassign_blurred=5.0)
+        opt = make_optimizer(model, cfg.train)
+        with torch.no_grad():
+            model.masks[:] = -1.0
+            model.masks[:, :, 4:12, 4:12] = 2.0   # sharp squares (blur 0)
+            model.masks[1, :, 4:12, 4:12] = 1.5   # edges still sharp, so slightly blurred overall
+            model.masks[3] = 0.5                  # a soft blob at 1/2 everywhere (blur 1)
+        usage = torch.tensor([[30, 60, 30, 30]])  # the blob is chosen as often as the others
+        assert reassign_unused(model, opt, usage, threshold=0.2) == []   # off by default
+        assert reassign_unused(model, opt, usage, threshold=0.2, blurred=5.0) == [3]
+        assert torch.equal(model.masks[3], model.masks[1])               # a copy of the most used
+        assert reassign_unused(model, opt, usage, threshold=0.2, blurred=5.0) == []
+
+    def test_evenly_soft_masks_are_left_alone(self):
+        model, cfg = _model("objects", sprites=4)
+        opt = make_optimizer(model, cfg.train)
+        with torch.no_grad():
+            model.masks[:] = torch.linspace(0.5, 0.9, 4)[:, None, None, None]  # all soft, none an outlier
+        assert reassign_unused(model, opt, torch.tensor([[30, 30, 30, 30]]), threshold=0.2, blurred=5.0) == []
+
+
 class TestConfigErrors:
     def test_exhaustive_too_big(self):
         cfg = config_from_dict({"model": {"sprites": 19, "layers": 3, "selection": "exhaustive"}}, preset="scenes")

@@ -12,8 +12,8 @@ from pipeline.state_io import load_tree, save_tree
 from pipeline.train import TrainState, fit, make_optimizer
 
 
-def _setup(epochs=2):
-    cfg = config_from_dict({"model": {"sprites": 3, "transforms": ["color", "affine"], "curriculum": [0, 1]},
+def _setup(epochs=2, **model):
+    cfg = config_from_dict({"model": {"sprites": 3, "transforms": ["color", "affine"], "curriculum": [0, 1], **model},
                             "ingest": {"size": 16, "channels": 1},
                             "train": {"epochs": epochs, "batch_size": 8, "reassign_every": 3,
                                       "checkpoint_minutes": 0.0, "seed": 3}}, preset="clustering")
@@ -62,3 +62,21 @@ def test_resume_gives_the_same_weights(tmp_path):
     fit(model, crops, cfg.train, opt, state, torch.device("cpu"), progress=False)
     for key, value in model.state_dict().items():
         assert torch.equal(value, expected[key]), key
+
+
+def test_plateau_switches_the_next_transformation_on_early():
+    # affine is due at epoch 1000; nothing learns (learning rates 0), so the loss is flat at once
+    cfg, crops, model, opt = _setup(epochs=12, curriculum=[0, 1000], curriculum_patience=1.0)
+    for group in opt.param_groups:
+        group["lr"] = 0.0
+    state = fit(model, crops, cfg.train, opt, TrainState(), torch.device("cpu"), progress=False, log=lambda m: None)
+    assert state.curriculum_early == 2 and model.sprite_heads.active.tolist() == [1, 1]
+    assert state.curriculum_since == 2 * (48 // 8)  # two 1-epoch windows after the start
+
+
+def test_without_patience_the_curriculum_goes_by_epoch():
+    cfg, crops, model, opt = _setup(epochs=12, curriculum=[0, 1000])
+    for group in opt.param_groups:
+        group["lr"] = 0.0
+    state = fit(model, crops, cfg.train, opt, TrainState(), torch.device("cpu"), progress=False)
+    assert state.curriculum_early == 0 and model.sprite_heads.active.tolist() == [1, 0]
