@@ -118,9 +118,17 @@ def _median_time(fn: Callable[[], Any], warmup: int, steps: int) -> tuple[float,
     return statistics.median(times), times
 
 
+VARIANTS = ("eager", "channels-last", "compile")
+
+
 def speed_case(case: SpeedCase, batch: int = 32, steps: int = 10, warmup: int = 3,
-               decompose_batch: int = 64, decompose_steps: int = 3, seed: int = 0) -> dict[str, Any]:
-    """Time one case: training step (median s/iter) and decompose (crops/s)."""
+               decompose_batch: int = 64, decompose_steps: int = 3, seed: int = 0,
+               variant: str = "eager") -> dict[str, Any]:
+    """Time one case: training step (median s/iter) and decompose (crops/s).
+
+    `variant` measures the options the issue asks to weigh: `channels-last` runs the encoder on
+    NHWC tensors, `compile` wraps the encoder in `torch.compile` (its compile time, the first
+    warm-up step, is reported apart). Training itself runs eager: see the README's figures."""
     import torch
     from pipeline.model import SpriteModel
     from pipeline.train import make_optimizer
@@ -133,6 +141,20 @@ def speed_case(case: SpeedCase, batch: int = 32, steps: int = 10, warmup: int = 
     model.set_epoch(1e9)     # every transformation of the curriculum active
     model.train()
     optimizer = make_optimizer(model, cfg.train)
+    if variant not in VARIANTS:
+        raise SpritesError(f"unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}")
+    if variant == "channels-last":
+        model.encoder.to(memory_format=torch.channels_last)
+        model.encoder.register_forward_pre_hook(
+            lambda _, args: (args[0].contiguous(memory_format=torch.channels_last),))
+    elif variant == "compile":
+        model.encoder.trunk = torch.compile(model.encoder.trunk)
+    compile_s = None
+    if variant == "compile":
+        t0 = time.perf_counter()
+        loss, _, _ = model(x, frozen=False)
+        loss.backward()
+        compile_s = time.perf_counter() - t0
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -143,6 +165,7 @@ def speed_case(case: SpeedCase, batch: int = 32, steps: int = 10, warmup: int = 
     t, times = _median_time(step, warmup, steps)
     out: dict[str, Any] = {
         "case": case.name, "description": case.description, "batch": batch, "steps": steps, "warmup": warmup,
+        "variant": variant, "compile_s": compile_s,
         "s_per_iter": t, "img_per_s": batch / t, "times": times,
         "reference_img_per_s": case.reference,
         "ratio": (batch / t) / case.reference if case.reference else None,
@@ -160,7 +183,8 @@ def speed_case(case: SpeedCase, batch: int = 32, steps: int = 10, warmup: int = 
 
 
 def speed_bench(preset: str = "all", threads: int = 0, batch: int = 32, steps: int = 10, warmup: int = 3,
-                decompose_steps: int = 3, log: Callable[[str], None] = print) -> dict[str, Any]:
+                decompose_steps: int = 3, log: Callable[[str], None] = print,
+                variants: tuple[str, ...] = ("eager",)) -> dict[str, Any]:
     """Run the speed cases of `preset`; `log` gets one formatted line per case as it finishes."""
     import torch
     from pipeline.train import set_threads
@@ -180,16 +204,20 @@ def speed_bench(preset: str = "all", threads: int = 0, batch: int = 32, steps: i
     log(f"training step = zero_grad + forward + backward + Adam, batch {batch}, "
         f"{warmup} warm-up + median of {steps}; decompose batch 64")
     log(SPEED_HEADER)
+    for bad in set(variants) - set(VARIANTS):
+        raise SpritesError(f"unknown variant {bad!r}: choose among {', '.join(VARIANTS)}")
     for name in PRESET_CASES[preset]:
-        r = speed_case(SPEED_CASES[name], batch=batch, steps=steps, warmup=warmup, decompose_steps=decompose_steps)
-        result["cases"].append(r)
-        log(format_speed(r))
+        for variant in variants:  # interleaved per case, so their ratios come from one run
+            r = speed_case(SPEED_CASES[name], batch=batch, steps=steps, warmup=warmup,
+                           decompose_steps=decompose_steps, variant=variant)
+            result["cases"].append(r)
+            log(format_speed(r))
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     result["load_after"] = list(load) if load else None
     return result
 
 
-SPEED_HEADER = (f"{'case':16s} {'img/s':>8s} {'s/iter':>8s} {'ref img/s':>9s} {'ratio':>6s} "
+SPEED_HEADER = (f"{'case':30s} {'img/s':>8s} {'s/iter':>8s} {'ref img/s':>9s} {'ratio':>6s} "
                 f"{'decompose crops/s':>18s} {'peak RSS':>9s}")
 
 
@@ -197,8 +225,10 @@ def format_speed(r: dict[str, Any]) -> str:
     ref = f"{r['reference_img_per_s']:.0f}" if r["reference_img_per_s"] else "–"
     ratio = f"{r['ratio']:.2f}×" if r["ratio"] else "–"
     dec = f"{r['decompose_crops_per_s']:.0f}" if "decompose_crops_per_s" in r else "–"
-    return (f"{r['case']:16s} {r['img_per_s']:8.1f} {r['s_per_iter']:8.3f} {ref:>9s} {ratio:>6s} "
-            f"{dec:>18s} {r['peak_rss_mb']:6.0f} MB")
+    name = r["case"] if r.get("variant", "eager") == "eager" else f"{r['case']} [{r['variant']}]"
+    extra = f"  (compile {r['compile_s']:.0f} s)" if r.get("compile_s") else ""
+    return (f"{name:30s} {r['img_per_s']:8.1f} {r['s_per_iter']:8.3f} {ref:>9s} {ratio:>6s} "
+            f"{dec:>18s} {r['peak_rss_mb']:6.0f} MB{extra}")
 
 
 # ----------------------------------------------------------------------------------------------

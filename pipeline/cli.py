@@ -170,8 +170,10 @@ def bench():
 @click.option("--warmup", type=int, default=3, show_default=True, help="untimed iterations first")
 @click.option("--decompose-steps", type=int, default=3, show_default=True,
               help="timed decompose batches of 256 (0 = skip)")
+@click.option("--variant", "variants", multiple=True, type=click.Choice(["eager", "channels-last", "compile"]),
+              help="also time the encoder in channels-last memory or under torch.compile (repeatable; default eager)")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also save the results to this JSON file")
-def bench_speed(preset, threads, batch, steps, warmup, decompose_steps, json_path):
+def bench_speed(preset, threads, batch, steps, warmup, decompose_steps, variants, json_path):
     """Training-step throughput on random data, beside the reference code's figures.
 
     Times exactly zero_grad + forward + backward + Adam step on a pre-built batch (as the
@@ -180,7 +182,7 @@ def bench_speed(preset, threads, batch, steps, warmup, decompose_steps, json_pat
     from pipeline.bench import speed_bench, write_json
     try:
         result = speed_bench(preset, threads=threads, batch=batch, steps=steps, warmup=warmup,
-                             decompose_steps=decompose_steps, log=click.echo)
+                             decompose_steps=decompose_steps, log=click.echo, variants=variants or ("eager",))
         if json_path:
             click.echo(f"wrote {write_json(json_path, result)}")
     except SpritesError as e:

@@ -186,7 +186,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "layers": 3, "background": True, "transparent": True, "empty_sprite": True,
             "transforms": [], "curriculum": [], "layer_transforms": ["color", "position"],
             "background_transforms": ["color"], "occlusion": "predicted", "selection": "greedy",
-            "greedy_iterations": 2, "sprite_size": 0, "reassign_blurred": 5.0,
+            "greedy_iterations": 2, "sprite_size": 0,
         },
         # the reference's lr 1e-4 assumes ~12 M samples (5 GPU-hours); on a CPU budget 3e-4 for the
         # heads and 3e-3 for the sprites did best among the rates tried on tetrominoes (ARI-FG 84 %

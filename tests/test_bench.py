@@ -68,3 +68,21 @@ def test_ingest_bench_tiny(tmp_path, monkeypatch):
     r = ingest_bench(count=12, size=40, crop=16, directory=tmp_path / "proj", log=lambda *a: None)
     assert r["count"] == 12 and r["images_per_s"] > 0 and r["stage_s"] is not None
     assert r["peak_rss_largest_process_mb"] > 0 and r["peak_rss_tree_mb"] > 0
+
+
+def test_cli_bench_speed_variants_in_one_run(cli_runner, tmp_path):
+    out = tmp_path / "speed.json"
+    result = cli_runner.invoke(cli, ["bench", "speed", "--preset", "clustering", "--steps", "1", "--warmup", "1",
+                                     "--batch", "8", "--decompose-steps", "0", "--variant", "eager",
+                                     "--variant", "channels-last", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "clustering-28 [channels-last]" in result.output
+    cases = json.loads(out.read_text())["cases"]
+    assert [c["variant"] for c in cases] == ["eager", "channels-last"]
+    assert all(c["img_per_s"] > 0 and c["compile_s"] is None for c in cases)
+
+
+def test_bench_speed_unknown_variant():
+    from pipeline.bench import speed_bench
+    with pytest.raises(SpritesError, match="unknown variant 'fast'"):
+        speed_bench("clustering", steps=1, warmup=0, variants=("fast",), log=lambda m: None)
