@@ -121,6 +121,11 @@ def _median_time(fn: Callable[[], Any], warmup: int, steps: int) -> tuple[float,
 VARIANTS = ("eager", "channels-last", "compile")
 
 
+def _check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise SpritesError(f"unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}")
+
+
 def speed_case(case: SpeedCase, batch: int = 32, steps: int = 10, warmup: int = 3,
                decompose_batch: int = 64, decompose_steps: int = 3, seed: int = 0,
                variant: str = "eager") -> dict[str, Any]:
@@ -141,16 +146,14 @@ def speed_case(case: SpeedCase, batch: int = 32, steps: int = 10, warmup: int = 
     model.set_epoch(1e9)     # every transformation of the curriculum active
     model.train()
     optimizer = make_optimizer(model, cfg.train)
-    if variant not in VARIANTS:
-        raise SpritesError(f"unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}")
+    _check_variant(variant)
+    compile_s = None
     if variant == "channels-last":
         model.encoder.to(memory_format=torch.channels_last)
         model.encoder.register_forward_pre_hook(
             lambda _, args: (args[0].contiguous(memory_format=torch.channels_last),))
     elif variant == "compile":
         model.encoder.trunk = torch.compile(model.encoder.trunk)
-    compile_s = None
-    if variant == "compile":
         t0 = time.perf_counter()
         loss, _, _ = model(x, frozen=False)
         loss.backward()
@@ -204,8 +207,8 @@ def speed_bench(preset: str = "all", threads: int = 0, batch: int = 32, steps: i
     log(f"training step = zero_grad + forward + backward + Adam, batch {batch}, "
         f"{warmup} warm-up + median of {steps}; decompose batch 64")
     log(SPEED_HEADER)
-    for bad in set(variants) - set(VARIANTS):
-        raise SpritesError(f"unknown variant {bad!r}: choose among {', '.join(VARIANTS)}")
+    for variant in variants:  # before any case runs
+        _check_variant(variant)
     for name in PRESET_CASES[preset]:
         for variant in variants:  # interleaved per case, so their ratios come from one run
             r = speed_case(SPEED_CASES[name], batch=batch, steps=steps, warmup=warmup,
