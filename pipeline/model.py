@@ -26,7 +26,7 @@ from pipeline.heads import GroupedMLP, SequenceHeads
 from pipeline.selection import select
 from pipeline.transforms import TRANSFORMS, apply_sequence, canonical_name, soft_clamp
 
-__all__ = ["SpriteModel", "Rendered", "Decomposition", "check_model_config"]
+__all__ = ["SpriteModel", "Rendered", "Decomposition", "check_model_config", "gaussian_masks"]
 
 
 def _options(cfg: ModelConfig) -> dict:
@@ -75,6 +75,12 @@ class Decomposition:
     params: dict[str, torch.Tensor]  # name → (B, L, P) chosen sprite's parameters per module
 
 
+def gaussian_masks(K: int, s: int, std: float) -> torch.Tensor:
+    """The paper's initial masks: K copies of a Gaussian of `std` px centred in s × s -> (K, 1, s, s)."""
+    g = torch.exp(-0.5 * ((torch.arange(s, dtype=torch.float32) - (s - 1) / 2) / std) ** 2)
+    return (g[:, None] * g[None, :]).expand(K, 1, s, s).clone()  # clone: no aliasing
+
+
 class SpriteModel(nn.Module):
     def __init__(self, cfg: ModelConfig, channels: int, size: int,
                  init_images: torch.Tensor | None = None, mean_image: torch.Tensor | None = None):
@@ -96,9 +102,7 @@ class SpriteModel(nn.Module):
             protos = torch.full((K, channels, s, s), 0.9)
         self.prototypes = nn.Parameter(protos.clone())
         if cfg.transparent:
-            std = cfg.mask_init_std or s / 5
-            g = torch.exp(-0.5 * ((torch.arange(s) - (s - 1) / 2) / std) ** 2)
-            self.masks = nn.Parameter((g[:, None] * g[None, :]).expand(K, 1, s, s).clone())  # clone: no aliasing
+            self.masks = nn.Parameter(gaussian_masks(K, s, cfg.mask_init_std or s / 5))
         else:
             self.register_parameter("masks", None)
         if self.M:

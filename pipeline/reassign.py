@@ -12,15 +12,20 @@ Optionally (`model.reassign_blurred`, ours, not the reference's) the blurriest s
 too when its mask is that many times blurrier than the median sprite's: on scenes a sprite can stay
 a soft blob that is chosen often enough to survive (it patches the edges of other objects) while
 the most used sprite explains two shapes at once; re-seeding the blob from that sprite splits them.
+Likewise (`model.reassign_duplicate`, ours) the less used of two sharp sprites with the same shape
+(mask overlap, best over shifts) is re-seeded from the most used other sprite: two sprites for one
+shape leave another shape without one. A sprite just re-seeded (or copied) is its source's twin, so
+it is not judged a duplicate until it has had `settle` steps to drift apart.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from pipeline.transforms import soft_clamp
 
-__all__ = ["mask_blur", "reassign_unused", "restart_sprite"]
+__all__ = ["mask_blur", "mask_overlap", "reassign_unused", "restart_sprite"]
 
 NOISE = 1e-4
 VISIBLE = 0.5   # a sprite whose mask never reaches this opacity draws nothing
@@ -60,11 +65,39 @@ def mask_blur(masks: torch.Tensor) -> torch.Tensor:
     return (4 * a * (1 - a)).sum(1) / a.sum(1).clamp_min(1e-6)
 
 
+def mask_overlap(masks: torch.Tensor) -> torch.Tensor:
+    """Intersection over union of the masks' opaque parts (opacity above 1/2), best over integer
+    shifts of up to a third of the sprite size: two sprites drawing one shape at different places
+    of their canvas overlap fully. masks (K, 1, h, w) raw parameters -> (K, K), 1 on the diagonal."""
+    opaque = (soft_clamp(masks.detach()).clamp(0, 1) > VISIBLE).float()      # (K, 1, h, w)
+    h, w = opaque.shape[-2:]
+    inter = F.conv2d(opaque, opaque, padding=(h // 3, w // 3)).flatten(2).amax(2)   # (K, K)
+    area = opaque.flatten(1).sum(1)
+    return inter / (area[:, None] + area[None, :] - inter).clamp_min(1)
+
+
+def _duplicates(model, counts: torch.Tensor, overlap: float, settled: torch.Tensor) -> dict[int, int]:
+    """{less used sprite: its twin} for pairs of settled, sharp sprites whose masks overlap at
+    least `overlap`."""
+    sharp = mask_blur(model.masks) < BLUR_FLOOR
+    iou = mask_overlap(model.masks)
+    twins = {}
+    for i in range(model.K):
+        for j in range(i + 1, model.K):
+            if iou[i, j] >= overlap and sharp[i] and sharp[j] and settled[i] and settled[j]:
+                low, high = (i, j) if counts[i] < counts[j] else (j, i)
+                if low not in twins and high not in twins:
+                    twins[low] = high
+    return twins
+
+
 def reassign_unused(model, optimizer: torch.optim.Optimizer, usage: torch.Tensor, threshold: float,
-                    blurred: float = 0.0) -> list[int]:
+                    blurred: float = 0.0, duplicate: float = 0.0,
+                    settled: torch.Tensor | None = None) -> list[tuple[int, int]]:
     """usage (L, K') selection counts since the last check (K' includes the empty sprite);
-    `blurred` > 0 also re-seeds the blurriest sprite when its mask_blur is that many times the median.
-    Returns the re-seeded sprite indices."""
+    `blurred` > 0 also re-seeds the blurriest sprite when its mask_blur is that many times the median;
+    `duplicate` > 0 also re-seeds the less used of two sprites whose mask_overlap is at least that,
+    among the `settled` ones (K,) bool (default all). Returns (re-seeded sprite, its source) pairs."""
     K = model.K
     counts = usage[:, :K].sum(0).double()          # (K,) over layers; the empty sprite is not a sprite
     if counts.sum() == 0:
@@ -81,11 +114,21 @@ def reassign_unused(model, optimizer: torch.optim.Optimizer, usage: torch.Tensor
             worst = int(torch.argmax(blur))
             if blur[worst] >= max(BLUR_FLOOR, blurred * float(blur.median())):
                 low = sorted(set(low) | {worst})
+    twins = {}
+    if duplicate > 0 and model.masks is not None and K > 2:
+        settled = torch.ones(K, dtype=torch.bool) if settled is None else settled
+        twins = _duplicates(model, counts, duplicate, settled)
+        low = sorted(set(low) | set(twins))
     moved = []
     for k in low:
-        src = int(torch.argmax(counts))
-        if src == k:
+        # the twin of a duplicate is not a source: its copy would be the same duplicate again
+        others = counts.clone()
+        others[k] = -1
+        if k in twins:
+            others[twins[k]] = -1
+        src = int(torch.argmax(others))
+        if others[src] < 0 or counts[src] < counts[k]:
             continue
         restart_sprite(model, optimizer, k, src)
-        moved.append(k)
+        moved.append((k, src))
     return moved

@@ -53,6 +53,7 @@ class TrainState:
     usage: list = field(default_factory=list)        # (L, K') counts since the last re-seeding
     history: dict = field(default_factory=lambda: {"step": [], "epoch": [], "loss": [], "seconds": [], "usage": []})
     reseeded: int = 0               # sprites re-seeded so far
+    touched: list = field(default_factory=list)      # (K,) step at which each sprite was last re-seeded or copied
     curriculum_on: int = 0          # sprite transformations switched on
     curriculum_since: int = 0       # step at which the last one switched on
     curriculum_early: int = 0       # how many the loss plateaus switched on (model.curriculum_patience)
@@ -84,6 +85,8 @@ def fit(model: SpriteModel, crops: torch.Tensor, cfg: TrainConfig, optimizer: to
     K1 = model.K + int(model.has_empty)
     if not state.usage:
         state.usage = [[0] * K1 for _ in range(model.L)]
+    if not state.touched:
+        state.touched = [-SETTLE * max(cfg.reassign_every, 1)] * model.K
     if state.rng is not None:
         torch.set_rng_state(state.rng)
     else:
@@ -124,8 +127,12 @@ def fit(model: SpriteModel, crops: torch.Tensor, cfg: TrainConfig, optimizer: to
                 state.usage = (torch.tensor(state.usage) + counts).tolist()
                 running.append(loss.item())
                 if cfg.reassign_every and state.step % cfg.reassign_every == 0 and not frozen:
+                    settled = torch.tensor(state.touched) <= state.step - SETTLE * cfg.reassign_every
                     moved = reassign_unused(model, optimizer, torch.tensor(state.usage), model.cfg.reassign_threshold,
-                                            model.cfg.reassign_blurred)
+                                            model.cfg.reassign_blurred, model.cfg.reassign_duplicate, settled)
+                    for pair in moved:
+                        for k in pair:
+                            state.touched[k] = state.step
                     state.reseeded += len(moved)
                     state.usage = [[0] * K1 for _ in range(model.L)]
                 if state.step % max(1, min(50, steps_per_epoch)) == 0 or state.step_in_epoch == steps_per_epoch:
@@ -164,6 +171,7 @@ def fit(model: SpriteModel, crops: torch.Tensor, cfg: TrainConfig, optimizer: to
     return state
 
 
+SETTLE = 20    # re-seeding checks before a re-seeded sprite and its source may be judged duplicates
 PLATEAU = 0.01  # relative loss improvement over a patience window below which the loss has plateaued
 
 

@@ -7,8 +7,8 @@ from pipeline.compositor import composite
 from pipeline.config import config_from_dict
 from pipeline.errors import SpritesError
 from pipeline.heads import SequenceHeads
-from pipeline.model import SpriteModel, check_model_config
-from pipeline.reassign import reassign_unused
+from pipeline.model import SpriteModel, check_model_config, gaussian_masks
+from pipeline.reassign import mask_overlap, reassign_unused
 from pipeline.train import make_optimizer
 
 
@@ -97,6 +97,18 @@ class TestSpriteModel:
         assert model.sprite_heads.active.tolist() == [1, 1, 1]
 
 
+class TestInitialMasks:
+    def test_gaussian_as_the_paper(self):
+        m = gaussian_masks(3, 12, 2.5)                                   # (3, 1, 12, 12)
+        g = torch.exp(-0.5 * ((torch.arange(12) - 5.5) / 2.5) ** 2)
+        assert torch.equal(m, (g[:, None] * g[None, :]).expand(3, 1, 12, 12))
+        assert m[0].data_ptr() != m[1].data_ptr()                       # no aliasing between sprites
+
+    def test_duplicate_overlap_out_of_range_is_refused(self):
+        with pytest.raises(SpritesError, match="reassign_duplicate"):
+            config_from_dict({"model": {"reassign_duplicate": 1.5}}, preset="scenes")
+
+
 class TestReassign:
     def test_unused_sprite_restarts_from_most_used(self):
         model, cfg = _model("objects", sprites=3)
@@ -107,7 +119,7 @@ class TestReassign:
         opt.step()  # creates Adam moments
         usage = torch.tensor([[0, 40, 10]])  # sprite 0 unused, sprite 1 most used
         moved = reassign_unused(model, opt, usage, threshold=0.2)
-        assert moved == [0]
+        assert moved == [(0, 1)]
         assert torch.allclose(model.prototypes[0], model.prototypes[1], atol=1e-3)
         assert not torch.equal(model.prototypes[0], model.prototypes[1])  # perturbed apart
         assert torch.equal(model.masks[0], model.masks[1])
@@ -123,7 +135,7 @@ class TestReassign:
         with torch.no_grad():
             model.masks[2] = -1.0            # mask faded to nothing
         usage = torch.tensor([[30, 40, 30]])  # yet chosen as often as the others
-        assert reassign_unused(model, opt, usage, threshold=0.2) == [2]
+        assert reassign_unused(model, opt, usage, threshold=0.2) == [(2, 1)]
         assert torch.equal(model.masks[2], model.masks[1])
         assert reassign_unused(model, opt, usage, threshold=0.2) == []
 
@@ -138,7 +150,7 @@ class TestReassign:
             model.masks[3] = 0.5                  # a soft blob at 1/2 everywhere (blur 1)
         usage = torch.tensor([[30, 60, 30, 30]])  # the blob is chosen as often as the others
         assert reassign_unused(model, opt, usage, threshold=0.2) == []   # off by default
-        assert reassign_unused(model, opt, usage, threshold=0.2, blurred=5.0) == [3]
+        assert reassign_unused(model, opt, usage, threshold=0.2, blurred=5.0) == [(3, 1)]
         assert torch.equal(model.masks[3], model.masks[1])               # a copy of the most used
         assert reassign_unused(model, opt, usage, threshold=0.2, blurred=5.0) == []
 
@@ -148,6 +160,50 @@ class TestReassign:
         with torch.no_grad():
             model.masks[:] = torch.linspace(0.5, 0.9, 4)[:, None, None, None]  # all soft, none an outlier
         assert reassign_unused(model, opt, torch.tensor([[30, 30, 30, 30]]), threshold=0.2, blurred=5.0) == []
+
+
+    @staticmethod
+    def _shapes(model):
+        """Sprites 0 and 2 draw one 6×6 square at different places; 1 and 3 other shapes."""
+        with torch.no_grad():
+            model.masks[:] = -1.0
+            model.masks[0, :, 2:8, 2:8] = 2.0
+            model.masks[2, :, 7:13, 6:12] = 2.0     # the same square, shifted (5, 4) px
+            model.masks[1, :, 2:14, 7:9] = 2.0      # a bar
+            model.masks[3, :, 3:6, 3:13] = 2.0      # a flat bar
+
+    def test_overlap_is_shift_invariant(self):
+        model, _ = _model("objects", sprites=4)
+        self._shapes(model)
+        iou = mask_overlap(model.masks)
+        assert iou[0, 2] == 1 and iou[2, 0] == 1 and torch.all(iou.diagonal() == 1)
+        assert iou[0, 1] < 0.5 and iou[1, 3] < 0.5
+
+    def test_duplicate_restarts_from_most_used_other_sprite(self):
+        model, cfg = _model("objects", sprites=4)
+        opt = make_optimizer(model, cfg.train)
+        self._shapes(model)
+        usage = torch.tensor([[20, 40, 25, 30]])   # the square's twins split its images; 1 explains two shapes
+        assert reassign_unused(model, opt, usage, threshold=0.2) == []   # off by default
+        assert reassign_unused(model, opt, usage, threshold=0.2, duplicate=0.9) == [(0, 1)]
+        assert torch.equal(model.masks[0], model.masks[1])
+
+    def test_twin_is_never_the_source(self):
+        model, cfg = _model("objects", sprites=4)
+        opt = make_optimizer(model, cfg.train)
+        self._shapes(model)
+        usage = torch.tensor([[20, 25, 40, 30]])   # the square's other twin is the most used sprite
+        assert reassign_unused(model, opt, usage, threshold=0.2, duplicate=0.9) == [(0, 3)]
+
+    def test_unsettled_or_blurred_twins_are_left_alone(self):
+        model, cfg = _model("objects", sprites=4)
+        opt = make_optimizer(model, cfg.train)
+        self._shapes(model)
+        usage = torch.tensor([[20, 40, 25, 30]])
+        settled = torch.tensor([True, True, False, True])   # sprite 2 was just re-seeded
+        assert reassign_unused(model, opt, usage, threshold=0.2, duplicate=0.9, settled=settled) == []
+        model2, _ = _model("objects", sprites=4)            # the initial masks: identical Gaussians
+        assert reassign_unused(model2, make_optimizer(model2, cfg.train), usage, threshold=0.2, duplicate=0.9) == []
 
 
 class TestConfigErrors:

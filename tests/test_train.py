@@ -9,13 +9,13 @@ import torch
 from pipeline.config import config_from_dict
 from pipeline.model import SpriteModel
 from pipeline.state_io import load_tree, save_tree
-from pipeline.train import TrainState, fit, make_optimizer
+from pipeline.train import SETTLE, TrainState, fit, make_optimizer
 
 
-def _setup(epochs=2, **model):
+def _setup(epochs=2, reassign_every=3, **model):
     cfg = config_from_dict({"model": {"sprites": 3, "transforms": ["color", "affine"], "curriculum": [0, 1], **model},
                             "ingest": {"size": 16, "channels": 1},
-                            "train": {"epochs": epochs, "batch_size": 8, "reassign_every": 3,
+                            "train": {"epochs": epochs, "batch_size": 8, "reassign_every": reassign_every,
                                       "checkpoint_minutes": 0.0, "seed": 3}}, preset="clustering")
     g = torch.Generator().manual_seed(0)
     crops = (torch.rand(48, 1, 16, 16, generator=g) * 255).to(torch.uint8)
@@ -80,3 +80,23 @@ def test_without_patience_the_curriculum_goes_by_epoch():
         group["lr"] = 0.0
     state = fit(model, crops, cfg.train, opt, TrainState(), torch.device("cpu"), progress=False)
     assert state.curriculum_early == 0 and model.sprite_heads.active.tolist() == [1, 0]
+
+
+def test_duplicate_sprites_are_split_then_left_to_settle():
+    # sprites 0 and 1 draw the same square; nothing learns (learning rates 0), so a re-seeded copy
+    # stays its source's twin, and is judged again only after SETTLE checks
+    cfg, crops, model, opt = _setup(epochs=4, reassign_every=1, transparent=True, reassign_threshold=0.0,
+                                    reassign_duplicate=0.9)
+    with torch.no_grad():
+        model.masks[:] = -1.0
+        model.masks[:2, :, 4:10, 4:10] = 2.0
+        model.masks[2, :, 2:14, 7:9] = 2.0
+    for group in opt.param_groups:
+        group["lr"] = 0.0
+    state = fit(model, crops, cfg.train, opt, TrainState(), torch.device("cpu"), progress=False)
+    assert state.step == 24 and SETTLE == 20
+    # step 1: a square becomes a copy of the bar (sprite 2); step 21: one of the two bars becomes
+    # a copy of the square left
+    assert state.reseeded == 2 and sorted(state.touched) == [1, 21, 21]
+    squares = [bool((model.masks[k, 0, 4:10, 4:10] > 0).all()) for k in range(3)]
+    assert sum(squares) == 2

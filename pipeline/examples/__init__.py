@@ -48,10 +48,12 @@ EXAMPLES: dict[str, Example] = {
         # No background prototype, as the reference's tetro config (n_backgrounds 0): on black,
         # a learned background drifts to colours that sprites then erase with black masks much
         # larger than their pieces (ARI-FG 52–78 % in 30 min with it, 97–98 % without).
-        # A sprite left a blob (2.6× the median blur seen) is re-seeded: no blob is left at 30 min.
+        # Two failures of a 30-minute run, each leaving one shape without a sprite, are re-seeded:
+        # a sprite left a blob (2.2–2.6× the median blur seen), and two sprites drawing the same
+        # shape (mask overlap 0.96, against at most 0.70 between different pieces).
         config={"model": {"sprites": 19, "layers": 3, "sprite_size": 24, "empty_sprite": False,
                           "occlusion": "fixed", "greedy_iterations": 1, "mask_init_std": 5.0,
-                          "background": False, "reassign_blurred": 2.5},
+                          "background": False, "reassign_blurred": 2.0, "reassign_duplicate": 0.9},
                 "train": {"epochs": 300, "milestones": [240]}},
         generate=tetrominoes.generate, classes=tuple(tetrominoes.CLASSES),
     ),
