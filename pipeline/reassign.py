@@ -15,7 +15,7 @@ the most used sprite explains two shapes at once; re-seeding the blob from that 
 Likewise (`model.reassign_duplicate`, ours) the less used of two sharp sprites with the same shape
 (mask overlap, best over shifts) is re-seeded from the most used other sprite: two sprites for one
 shape leave another shape without one. A sprite just re-seeded (or copied) is its source's twin, so
-it is not judged a duplicate until it has had `settle` steps to drift apart.
+it is not judged a duplicate until it has had time to drift apart (`settled`, train.SETTLE checks).
 """
 
 from __future__ import annotations
