@@ -76,10 +76,11 @@ def mask_overlap(masks: torch.Tensor) -> torch.Tensor:
     return inter / (area[:, None] + area[None, :] - inter).clamp_min(1)
 
 
-def _duplicates(model, counts: torch.Tensor, overlap: float, settled: torch.Tensor) -> dict[int, int]:
-    """{less used sprite: its twin} for pairs of settled, sharp sprites whose masks overlap at
-    least `overlap`."""
-    sharp = mask_blur(model.masks) < BLUR_FLOOR
+def _duplicates(model, counts: torch.Tensor, overlap: float, settled: torch.Tensor,
+                blur: torch.Tensor) -> dict[int, int]:
+    """{less used sprite: its twin} for pairs of settled, sharp sprites (mask_blur `blur` (K,)
+    below BLUR_FLOOR) whose masks overlap at least `overlap`."""
+    sharp = blur < BLUR_FLOOR
     iou = mask_overlap(model.masks)
     twins = {}
     for i in range(model.K):
@@ -106,19 +107,19 @@ def reassign_unused(model, optimizer: torch.optim.Optimizer, usage: torch.Tensor
     if model.has_empty:  # relative to the most used sprite, since many layers may be empty
         share = counts / counts.max()
     low = [k for k in range(K) if share[k] < threshold / K]
+    twins = {}
     if model.masks is not None:  # invisible sprites
         visible = soft_clamp(model.masks.detach()).flatten(1).amax(1) >= VISIBLE
         low = sorted(set(low) | {k for k in range(K) if not visible[k]})
-        if blurred > 0 and K > 2:
-            blur = mask_blur(model.masks)
+        blur = mask_blur(model.masks) if (blurred > 0 or duplicate > 0) and K > 2 else None
+        if blurred > 0 and blur is not None:
             worst = int(torch.argmax(blur))
             if blur[worst] >= max(BLUR_FLOOR, blurred * float(blur.median())):
                 low = sorted(set(low) | {worst})
-    twins = {}
-    if duplicate > 0 and model.masks is not None and K > 2:
-        settled = torch.ones(K, dtype=torch.bool) if settled is None else settled
-        twins = _duplicates(model, counts, duplicate, settled)
-        low = sorted(set(low) | set(twins))
+        if duplicate > 0 and blur is not None:
+            settled = torch.ones(K, dtype=torch.bool) if settled is None else settled
+            twins = _duplicates(model, counts, duplicate, settled, blur)
+            low = sorted(set(low) | set(twins))
     moved = []
     for k in low:
         # the twin of a duplicate is not a source: its copy would be the same duplicate again
