@@ -20,16 +20,25 @@ it is not judged a duplicate until it has had time to drift apart (`settled`, tr
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
 from pipeline.transforms import soft_clamp
 
-__all__ = ["mask_blur", "mask_overlap", "reassign_unused", "restart_sprite"]
+__all__ = ["Reseed", "mask_blur", "mask_overlap", "reassign_unused", "restart_sprite"]
 
 NOISE = 1e-4
 VISIBLE = 0.5   # a sprite whose mask never reaches this opacity draws nothing
 BLUR_FLOOR = 0.3  # a mask blurrier than the median but below this is soft, not a blob
+
+
+class Reseed(NamedTuple):
+    """Sprite `sprite` restarted as a copy of sprite `source`, and why (shown in the report)."""
+    sprite: int
+    source: int
+    reason: str
 
 
 def _copy_state(optimizer: torch.optim.Optimizer, param: torch.nn.Parameter, dst, src) -> None:
@@ -94,11 +103,11 @@ def _duplicates(model, counts: torch.Tensor, overlap: float, settled: torch.Tens
 
 def reassign_unused(model, optimizer: torch.optim.Optimizer, usage: torch.Tensor, threshold: float,
                     blurred: float = 0.0, duplicate: float = 0.0,
-                    settled: torch.Tensor | None = None) -> list[tuple[int, int]]:
+                    settled: torch.Tensor | None = None) -> list[Reseed]:
     """usage (L, K') selection counts since the last check (K' includes the empty sprite);
     `blurred` > 0 also re-seeds the blurriest sprite when its mask_blur is that many times the median;
     `duplicate` > 0 also re-seeds the less used of two sprites whose mask_overlap is at least that,
-    among the `settled` ones (K,) bool (default all). Returns (re-seeded sprite, its source) pairs."""
+    among the `settled` ones (K,) bool (default all). Returns the re-seedings made."""
     K = model.K
     counts = usage[:, :K].sum(0).double()          # (K,) over layers; the empty sprite is not a sprite
     if counts.sum() == 0:
@@ -106,22 +115,23 @@ def reassign_unused(model, optimizer: torch.optim.Optimizer, usage: torch.Tensor
     share = counts / counts.sum()
     if model.has_empty:  # relative to the most used sprite, since many layers may be empty
         share = counts / counts.max()
-    low = [k for k in range(K) if share[k] < threshold / K]
+    why = {k: "rarely used" for k in range(K) if share[k] < threshold / K}
     twins = {}
-    if model.masks is not None:  # invisible sprites
+    if model.masks is not None:
         visible = soft_clamp(model.masks.detach()).flatten(1).amax(1) >= VISIBLE
-        low = sorted(set(low) | {k for k in range(K) if not visible[k]})
+        why.update({k: "its mask faded" for k in range(K) if not visible[k]})
         blur = mask_blur(model.masks) if (blurred > 0 or duplicate > 0) and K > 2 else None
         if blurred > 0 and blur is not None:
             worst = int(torch.argmax(blur))
             if blur[worst] >= max(BLUR_FLOOR, blurred * float(blur.median())):
-                low = sorted(set(low) | {worst})
+                why.setdefault(worst, "its mask stayed a blur")
         if duplicate > 0 and blur is not None:
             settled = torch.ones(K, dtype=torch.bool) if settled is None else settled
             twins = _duplicates(model, counts, duplicate, settled, blur)
-            low = sorted(set(low) | set(twins))
+            for k, twin in twins.items():
+                why.setdefault(k, f"it drew the same shape as sprite {twin}")
     moved = []
-    for k in low:
+    for k in sorted(why):
         # the twin of a duplicate is not a source: its copy would be the same duplicate again
         others = counts.clone()
         others[k] = -1
@@ -131,5 +141,5 @@ def reassign_unused(model, optimizer: torch.optim.Optimizer, usage: torch.Tensor
         if others[src] < 0 or counts[src] < counts[k]:
             continue
         restart_sprite(model, optimizer, k, src)
-        moved.append((k, src))
+        moved.append(Reseed(k, src, why[k]))
     return moved

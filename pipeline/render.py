@@ -196,6 +196,7 @@ class ReportData:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     sample: list[dict] = field(default_factory=list)   # {"id", "sprites": [k per layer]}
     exports: list[dict] = field(default_factory=list)  # {"path" (under exports/), "description"}
+    reseeds: list[dict] = field(default_factory=list)  # {"epoch", "sprite", "source", "reason"} in order
 
 
 def gallery_order(front: np.ndarray, error: np.ndarray) -> np.ndarray:
@@ -354,6 +355,8 @@ def _index(env, out: Path, final: Path, d: ReportData) -> None:
                loss=loss_chart(d.steps, d.losses),
                usage=usage_chart(counts, colours, [s["href"] for s in sprites]),
                facts=[{"label": a, "value": b} for a, b in d.facts], config_text=d.config_text,
+               reseeds=[{**r, "href": f"sprites/{page_name(r['sprite'], 1)}",
+                         "source_href": f"sprites/{page_name(r['source'], 1)}"} for r in d.reseeds],
                skipped=[{"source": s, "reason": r} for s, r in d.skipped], exports=exports)
 
 

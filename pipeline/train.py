@@ -53,6 +53,7 @@ class TrainState:
     usage: list = field(default_factory=list)        # (L, K') counts since the last re-seeding
     history: dict = field(default_factory=lambda: {"step": [], "epoch": [], "loss": [], "seconds": [], "usage": []})
     reseeded: int = 0               # sprites re-seeded so far
+    reseeds: list = field(default_factory=list)      # [step, epoch, sprite, source, reason] of each re-seeding
     touched: list = field(default_factory=list)      # (K,) step at which each sprite was last re-seeded or copied
     curriculum_on: int = 0          # sprite transformations switched on
     curriculum_since: int = 0       # step at which the last one switched on
@@ -130,9 +131,10 @@ def fit(model: SpriteModel, crops: torch.Tensor, cfg: TrainConfig, optimizer: to
                     settled = torch.tensor(state.touched) <= state.step - SETTLE * cfg.reassign_every
                     moved = reassign_unused(model, optimizer, torch.tensor(state.usage), model.cfg.reassign_threshold,
                                             model.cfg.reassign_blurred, model.cfg.reassign_duplicate, settled)
-                    for pair in moved:
-                        for k in pair:
-                            state.touched[k] = state.step
+                    epoch = round(state.epoch + state.step_in_epoch / steps_per_epoch, 2)
+                    for r in moved:
+                        state.touched[r.sprite] = state.touched[r.source] = state.step
+                        state.reseeds.append([state.step, epoch, r.sprite, r.source, r.reason])
                     state.reseeded += len(moved)
                     state.usage = [[0] * K1 for _ in range(model.L)]
                 if state.step % max(1, min(50, steps_per_epoch)) == 0 or state.step_in_epoch == steps_per_epoch:

@@ -253,7 +253,9 @@ def _report_data(ctx, ing, dec, tr, model, train_attrs, sample, exports, provena
         facts=facts, lede=lede, config_text=render_toml(cfg), created=created, version=__version__,
         skipped=skipped, sample=sample,
         exports=[{"path": e, "description": _EXPORT_NOTES.get(e, "")} for e in exports if not e.startswith("sprites/")]
-        + [{"path": "sprites/", "description": "the sprites (RGBA PNG) and background prototypes"}])
+        + [{"path": "sprites/", "description": "the sprites (RGBA PNG) and background prototypes"}],
+        reseeds=[{"epoch": epoch, "sprite": k, "source": src, "reason": why}
+                 for _, epoch, k, src, why in json.loads(train_attrs.get("reseeds_json", "[]"))])
 
 
 def run(ctx) -> None:

@@ -8,6 +8,7 @@ training, `cache/train.checkpoint.h5` holds the latest checkpoint (same fingerpr
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 
 import h5py
@@ -112,7 +113,8 @@ def run(ctx) -> None:
             f.create_dataset(f"history/{key}", data=np.asarray(values, dtype=np.float64))
         f.attrs.update({"channels": crops.shape[1], "size": crops.shape[-1], "steps": state.step,
                         "epochs_done": state.epoch, "seconds": state.elapsed, "device": device.type,
-                        "threads": threads, "reseeded": state.reseeded, "crops": crops.shape[0]})
+                        "threads": threads, "reseeded": state.reseeded, "crops": crops.shape[0],
+                        "reseeds_json": json.dumps(state.reseeds)})
     _checkpoint_path(ctx).unlink(missing_ok=True)
     final = state.history["loss"][-1] if state.history["loss"] else float("nan")
     ctx.log(f"train: {state.step} steps in {state.elapsed / 60:.1f} min (this session {time.time() - start:.0f} s), "
@@ -121,7 +123,6 @@ def run(ctx) -> None:
 
 def load_model(project, device="cpu") -> tuple[SpriteModel, dict]:
     """The trained model of a project, rebuilt from cache/train.h5."""
-    import json
     from pipeline.config import config_from_dict
     path = project.stage_path(NAME)
     with h5py.File(path, "r") as f:

@@ -119,7 +119,7 @@ class TestReassign:
         opt.step()  # creates Adam moments
         usage = torch.tensor([[0, 40, 10]])  # sprite 0 unused, sprite 1 most used
         moved = reassign_unused(model, opt, usage, threshold=0.2)
-        assert moved == [(0, 1)]
+        assert moved == [(0, 1, "rarely used")]
         assert torch.allclose(model.prototypes[0], model.prototypes[1], atol=1e-3)
         assert not torch.equal(model.prototypes[0], model.prototypes[1])  # perturbed apart
         assert torch.equal(model.masks[0], model.masks[1])
@@ -135,7 +135,7 @@ class TestReassign:
         with torch.no_grad():
             model.masks[2] = -1.0            # mask faded to nothing
         usage = torch.tensor([[30, 40, 30]])  # yet chosen as often as the others
-        assert reassign_unused(model, opt, usage, threshold=0.2) == [(2, 1)]
+        assert reassign_unused(model, opt, usage, threshold=0.2) == [(2, 1, "its mask faded")]
         assert torch.equal(model.masks[2], model.masks[1])
         assert reassign_unused(model, opt, usage, threshold=0.2) == []
 
@@ -150,7 +150,7 @@ class TestReassign:
             model.masks[3] = 0.5                  # a soft blob at 1/2 everywhere (blur 1)
         usage = torch.tensor([[30, 60, 30, 30]])  # the blob is chosen as often as the others
         assert reassign_unused(model, opt, usage, threshold=0.2) == []   # off by default
-        assert reassign_unused(model, opt, usage, threshold=0.2, blurred=5.0) == [(3, 1)]
+        assert reassign_unused(model, opt, usage, threshold=0.2, blurred=5.0) == [(3, 1, "its mask stayed a blur")]
         assert torch.equal(model.masks[3], model.masks[1])               # a copy of the most used
         assert reassign_unused(model, opt, usage, threshold=0.2, blurred=5.0) == []
 
@@ -185,7 +185,7 @@ class TestReassign:
         self._shapes(model)
         usage = torch.tensor([[20, 40, 25, 30]])   # the square's twins split its images; 1 explains two shapes
         assert reassign_unused(model, opt, usage, threshold=0.2) == []   # off by default
-        assert reassign_unused(model, opt, usage, threshold=0.2, duplicate=0.9) == [(0, 1)]
+        assert reassign_unused(model, opt, usage, threshold=0.2, duplicate=0.9) == [(0, 1, "it drew the same shape as sprite 2")]
         assert torch.equal(model.masks[0], model.masks[1])
 
     def test_twin_is_never_the_source(self):
@@ -193,7 +193,7 @@ class TestReassign:
         opt = make_optimizer(model, cfg.train)
         self._shapes(model)
         usage = torch.tensor([[20, 25, 40, 30]])   # the square's other twin is the most used sprite
-        assert reassign_unused(model, opt, usage, threshold=0.2, duplicate=0.9) == [(0, 3)]
+        assert reassign_unused(model, opt, usage, threshold=0.2, duplicate=0.9) == [(0, 3, "it drew the same shape as sprite 2")]
 
     def test_unsettled_or_blurred_twins_are_left_alone(self):
         model, cfg = _model("objects", sprites=4)

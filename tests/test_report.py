@@ -177,3 +177,17 @@ def test_pager_and_charts():
     assert loss_chart([], []) is None
     chart = loss_chart(list(range(1000)), [1 / (i + 1) for i in range(1000)])
     assert len(chart["points"].split()) <= 402 and chart["yticks"]
+
+
+def test_index_lists_the_reseedings(glyphs, tmp_path):
+    import json
+    project = copy_project(glyphs, tmp_path / "copy")
+    events = [[120, 2.5, 1, 0, "rarely used"], [300, 6.25, 2, 0, "it drew the same shape as sprite 1"]]
+    with h5py.File(project.stage_path("train"), "r+") as f:
+        f.attrs["reseeds_json"] = json.dumps(events)
+    assert quiet_run(project, "report.per_page=9") == ["report"]
+    text = (project.report_dir / "index.html").read_text(encoding="utf-8")
+    assert "2 sprites re-seeded during training" in text
+    rows = re.findall(r"<tr><td>([\d.]+)</td><td><a href=\"sprites/sprite_(\d+).html\">Sprite \d+</a></td>"
+                      r"<td><a href=\"sprites/sprite_(\d+).html\">Sprite \d+</a></td><td>([^<]+)</td></tr>", text)
+    assert rows == [("2.5", "001", "000", "rarely used"), ("6.25", "002", "000", "it drew the same shape as sprite 1")]
