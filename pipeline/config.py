@@ -98,7 +98,7 @@ class ModelConfig:
     mask_noise: float = _opt(0.4, "uniform noise amplitude added to masks during training")
     reassign_threshold: float = _opt(0.2, "re-seed a sprite used by fewer than threshold / K of the images")
     reassign_blurred: float = _opt(0.0, "also re-seed the blurriest sprite when its mask is this many times blurrier than the median sprite's (0 = never): a blob that explains no shape of its own")
-    reassign_duplicate: float = _opt(0.0, "also re-seed the less used of two sharp sprites whose masks overlap this much (intersection over union, best over shifts; 0 = never, 0.9 = the same shape): for collections told apart by shape, not texture")
+    reassign_duplicate: float = _opt(0.0, "also re-seed the less used of two sharp sprites whose masks overlap this much (intersection over union, best over shifts; 0 = never; 0.8 catches one shape drawn twice, different shapes overlap less): for collections told apart by shape, not texture")
     padding: str = _opt("auto", "warp padding: zeros, border, or auto (border for opaque prototypes)", choices=("auto", "zeros", "border"))
 
 
@@ -322,7 +322,7 @@ def validate(cfg: Config) -> None:
         if getattr(m, key) < 0:
             raise SpritesError(f"model.{key} must be 0 or more; got {getattr(m, key)}")
     if not 0 <= m.reassign_duplicate <= 1:
-        raise SpritesError(f"model.reassign_duplicate must be in [0, 1] (0 = off, 0.9 = the same shape); got {m.reassign_duplicate}")
+        raise SpritesError(f"model.reassign_duplicate must be in [0, 1] (0 = off, 0.8 = the same shape drawn twice); got {m.reassign_duplicate}")
     if m.morpho_kernel % 2 == 0:
         raise SpritesError(f"model.morpho_kernel must be odd; got {m.morpho_kernel}")
     if not m.transparent and (m.layers > 1 or m.background):

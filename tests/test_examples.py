@@ -89,6 +89,23 @@ def test_tetromino_shapes_are_the_19_fixed_pieces():
     assert counts == {"I": 2, "O": 1, "T": 4, "S": 2, "Z": 2, "L": 4, "J": 4}
 
 
+def test_tetromino_pieces_are_never_judged_duplicates():
+    """The example's duplicate threshold sits above the overlap of any two different pieces (they
+    share at most 3 of 4 cells: 0.6) and below that of a piece with itself, shifted on its canvas."""
+    import torch
+    from pipeline.reassign import mask_overlap
+    threshold = EXAMPLES["tetrominoes"].config["model"]["reassign_duplicate"]
+    canvas = torch.full((2 * 19, 1, 24, 24), -10.0)          # raw mask parameters: opacity ≈ 0
+    for i, piece in enumerate(tetrominoes.MASKS):
+        h, w = piece.shape
+        canvas[i, 0, 1:1 + h, 1:1 + w] = torch.from_numpy(piece.astype(np.float32)) * 20 - 10
+        canvas[19 + i, 0, 3:3 + h, 2:2 + w] = torch.from_numpy(piece.astype(np.float32)) * 20 - 10
+    iou = mask_overlap(canvas)
+    different = iou[:19, :19] - torch.eye(19) * iou[:19, :19]
+    assert float(different.max()) == pytest.approx(0.6)
+    assert float(different.max()) < threshold <= float(torch.diagonal(iou[:19, 19:]).min())
+
+
 def test_tetrominoes_scenes(made):
     root, example = made["tetrominoes"], EXAMPLES["tetrominoes"]
     _check_common(root, example, COUNT, masks=True)
