@@ -52,7 +52,6 @@ class TrainState:
     elapsed: float = 0.0            # training seconds so far, over all sessions
     usage: list = field(default_factory=list)        # (L, K') counts since the last re-seeding
     history: dict = field(default_factory=lambda: {"step": [], "epoch": [], "loss": [], "seconds": [], "usage": []})
-    reseeded: int = 0               # sprites re-seeded so far
     reseeds: list = field(default_factory=list)      # [step, epoch, sprite, source, reason] of each re-seeding
     touched: list = field(default_factory=list)      # (K,) step at which each sprite was last re-seeded or copied
     curriculum_on: int = 0          # sprite transformations switched on
@@ -135,7 +134,6 @@ def fit(model: SpriteModel, crops: torch.Tensor, cfg: TrainConfig, optimizer: to
                     for r in moved:
                         state.touched[r.sprite] = state.touched[r.source] = state.step
                         state.reseeds.append([state.step, epoch, r.sprite, r.source, r.reason])
-                    state.reseeded += len(moved)
                     state.usage = [[0] * K1 for _ in range(model.L)]
                 if state.step % max(1, min(50, steps_per_epoch)) == 0 or state.step_in_epoch == steps_per_epoch:
                     _record(state, running, model)

@@ -113,12 +113,12 @@ def run(ctx) -> None:
             f.create_dataset(f"history/{key}", data=np.asarray(values, dtype=np.float64))
         f.attrs.update({"channels": crops.shape[1], "size": crops.shape[-1], "steps": state.step,
                         "epochs_done": state.epoch, "seconds": state.elapsed, "device": device.type,
-                        "threads": threads, "reseeded": state.reseeded, "crops": crops.shape[0],
+                        "threads": threads, "reseeded": len(state.reseeds), "crops": crops.shape[0],
                         "reseeds_json": json.dumps(state.reseeds)})
     _checkpoint_path(ctx).unlink(missing_ok=True)
     final = state.history["loss"][-1] if state.history["loss"] else float("nan")
     ctx.log(f"train: {state.step} steps in {state.elapsed / 60:.1f} min (this session {time.time() - start:.0f} s), "
-            f"final loss {final:.5f}, {state.reseeded} sprites re-seeded")
+            f"final loss {final:.5f}, {len(state.reseeds)} sprites re-seeded")
 
 
 def load_model(project, device="cpu") -> tuple[SpriteModel, dict]:

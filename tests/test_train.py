@@ -97,7 +97,7 @@ def test_duplicate_sprites_are_split_then_left_to_settle():
     assert state.step == 24 and SETTLE == 20
     # step 1: a square becomes a copy of the bar (sprite 2); step 21: one of the two bars becomes
     # a copy of the square left
-    assert state.reseeded == 2 and sorted(state.touched) == [1, 21, 21]
+    assert len(state.reseeds) == 2 and sorted(state.touched) == [1, 21, 21]
     (step1, _, square, bar, _), (step2, _, second_bar, square_left, _) = state.reseeds
     assert (step1, bar, step2) == (1, 2, 21) and square in (0, 1)
     assert second_bar in (square, 2) and square_left == 1 - square
