@@ -42,9 +42,11 @@ def check_model_config(cfg: ModelConfig, size: int) -> None:
                 canonical_name(name)
             except ValueError as e:
                 raise SpritesError(f"model.{key}: {e}") from None
-    if cfg.selection == "exhaustive" and cfg.sprites ** cfg.layers > 4096:
+    candidates = cfg.sprites * cfg.rotations
+    if cfg.selection == "exhaustive" and candidates ** cfg.layers > 4096:
+        turns = f" × {cfg.rotations} quarter-turns" if cfg.rotations > 1 else ""
         raise SpritesError(
-            f"model.selection = exhaustive would try K^L = {cfg.sprites}^{cfg.layers} = {cfg.sprites ** cfg.layers:,} "
+            f"model.selection = exhaustive would try (K{turns})^L = {candidates}^{cfg.layers} = {candidates ** cfg.layers:,} "
             f"combinations per image: set model.selection = greedy (or auto), or fewer sprites/layers")
     if cfg.background and cfg.backgrounds > 1 and cfg.layers > 1:
         raise SpritesError("model.backgrounds > 1 is supported with one layer only: set model.backgrounds = 1 or model.layers = 1")
@@ -54,7 +56,9 @@ def check_model_config(cfg: ModelConfig, size: int) -> None:
 
 @dataclass
 class Rendered:
-    """Every candidate: layers (L, K', B, C, H, W), alphas (L, K', B, 1, H, W), K' = K (+1 empty)."""
+    """Every candidate: layers (L, K·R, B, C, H, W), alphas (L, K·R, B, 1, H, W): candidate k·R + r
+    is sprite k turned r quarter-turns (R = model.rotations); the empty sprite, candidate K·R when
+    the model has one, is left to the selection (`select(empty=True)`), not rendered."""
     layers: torch.Tensor
     alphas: torch.Tensor
 
@@ -63,6 +67,7 @@ class Rendered:
 class Decomposition:
     """What `decompose` returns for a batch."""
     choice: torch.Tensor        # (B, L) sprite per layer, K = empty
+    turns: torch.Tensor         # (B, L) quarter-turns of the chosen sprite (0 unless model.rotations > 1)
     cost: torch.Tensor          # (B,) selection cost (MSE + λ per non-empty sprite)
     error: torch.Tensor         # (B,) reconstruction MSE
     margin: torch.Tensor        # (B,) cost of the best alternative minus cost (≥ 0; small = ambiguous)
@@ -75,10 +80,16 @@ class Decomposition:
     params: dict[str, torch.Tensor]  # name → (B, L, P) chosen sprite's parameters per module
 
 
-def gaussian_masks(K: int, s: int, std: float) -> torch.Tensor:
-    """The paper's initial masks: K copies of a Gaussian of `std` px centred in s × s -> (K, 1, s, s)."""
-    g = torch.exp(-0.5 * ((torch.arange(s, dtype=torch.float32) - (s - 1) / 2) / std) ** 2)
-    return (g[:, None] * g[None, :]).expand(K, 1, s, s).clone()  # clone: no aliasing
+ELONGATION = 1.25  # initial masks' std ratio x / y with quarter-turn candidates (model.rotations > 1)
+
+
+def gaussian_masks(K: int, s: int, std: float, elongation: float = 1.0) -> torch.Tensor:
+    """The paper's initial masks: K copies of a Gaussian of `std` px centred in s × s -> (K, 1, s, s);
+    `elongation` > 1 stretches it along x (std · e) and squeezes it along y (std / e)."""
+    r = torch.arange(s, dtype=torch.float32) - (s - 1) / 2
+    gy = torch.exp(-0.5 * (r / (std / elongation)) ** 2)
+    gx = torch.exp(-0.5 * (r / (std * elongation)) ** 2)
+    return (gy[:, None] * gx[None, :]).expand(K, 1, s, s).clone()  # clone: no aliasing
 
 
 class SpriteModel(nn.Module):
@@ -89,6 +100,7 @@ class SpriteModel(nn.Module):
         self.cfg, self.C, self.H = cfg, channels, size
         K, L, s = cfg.sprites, cfg.layers, cfg.sprite_size or size
         self.K, self.L, self.s = K, L, s
+        self.R = cfg.rotations       # candidate quarter-turns of each sprite in the selection
         self.M = cfg.backgrounds if cfg.background else 0
         self.has_empty = cfg.empty_sprite
         options = _options(cfg)
@@ -102,7 +114,10 @@ class SpriteModel(nn.Module):
             protos = torch.full((K, channels, s, s), 0.9)
         self.prototypes = nn.Parameter(protos.clone())
         if cfg.transparent:
-            self.masks = nn.Parameter(gaussian_masks(K, s, cfg.mask_init_std or s / 5))
+            # a round mask looks the same at every quarter-turn: the selection could never tell the
+            # turns apart, so with turn candidates the masks start elongated
+            elongation = ELONGATION if self.R > 1 else 1.0
+            self.masks = nn.Parameter(gaussian_masks(K, s, cfg.mask_init_std or s / 5, elongation))
         else:
             self.register_parameter("masks", None)
         if self.M:
@@ -193,6 +208,14 @@ class SpriteModel(nn.Module):
         return apply_sequence(x, [m for m, _ in spatial], [b for _, b in spatial], (self.H, self.H),
                               C, padding_mode=padding, options=self.options)
 
+    def _turned(self, src: torch.Tensor) -> torch.Tensor:
+        """(K, C', s, s) → (K·R, C', s, s): sprite k turned r quarter-turns at row k·R + r (a
+        permutation of pixels, exact; the predicted rotation then refines it)."""
+        if self.R == 1:
+            return src
+        step = 4 // self.R
+        return torch.stack([torch.rot90(src, r * step, dims=(-2, -1)) for r in range(self.R)], 1).flatten(0, 1)
+
     def _sprite_source(self, train: bool) -> torch.Tensor:
         """(K, C[+1[+1]], s, s): soft-clamped colour, raw mask, noise canvas when training; opaque
         prototypes have no mask channel (their alpha is 1 everywhere, border padding included)."""
@@ -220,11 +243,14 @@ class SpriteModel(nn.Module):
 
     def render_all(self, features: torch.Tensor, train: bool, noise: torch.Tensor | None, frozen: bool) -> Rendered:
         """Every (layer, sprite) candidate for a batch; `noise` (K, 1, H, W) or None."""
-        B, L, K = features.shape[0], self.L, self.K
-        src = self._sprite_source(train)
+        B, L, R = features.shape[0], self.L, self.R
+        K = self.K * R                                   # candidates per layer: every sprite at every turn
+        src = self._turned(self._sprite_source(train))
         if frozen:
             src = src.detach()
-        sprite_betas = self.sprite_heads(features)       # list of (L*K, B, P)
+        # list of (L*K, B, P): the R turns of a sprite share its heads
+        sprite_betas = [b.view(L, self.K, 1, B, -1).expand(L, self.K, R, B, b.shape[-1]).reshape(L * K, B, -1)
+                        for b in self.sprite_heads(features)]
         layer_betas = self.layer_heads(features)         # list of (L, B, P)
         Cp = src.shape[1]
         names = self.sprite_seq + self.layer_seq
@@ -246,18 +272,17 @@ class SpriteModel(nn.Module):
             warped = self._warp(src[None, :, None], (L, K, B), names, betas, self.padding)
             warped = warped.view(L, K, B, Cp, self.H, self.H)
             canvas = None
-        nz = noise[None, :, None] if noise is not None else None   # (1, K, 1, 1, H, W)
+        # (1, K, 1, 1, H, W): in the image frame, so the turns of a sprite share it
+        nz = noise.repeat_interleave(R, 0)[None, :, None] if noise is not None else None
         layers, alphas = self._finish(warped, nz, canvas)
-        if self.has_empty:
-            layers = torch.cat([layers, layers.new_zeros(L, 1, *layers.shape[2:])], dim=1)
-            alphas = torch.cat([alphas, alphas.new_zeros(L, 1, *alphas.shape[2:])], dim=1)
         return Rendered(layers, alphas)
 
-    def render_chosen(self, features: torch.Tensor, choice: torch.Tensor, train: bool,
+    def render_chosen(self, features: torch.Tensor, choice: torch.Tensor, turns: torch.Tensor, train: bool,
                       noise: torch.Tensor | None, frozen: bool) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """Only the chosen sprite of each layer, with gradient: (L, B, C, H, W), (L, B, 1, H, W)."""
+        """Only the chosen sprite of each layer at its turn (B, L), with gradient: (L, B, C, H, W),
+        (L, B, 1, H, W)."""
         B, L, K = features.shape[0], self.L, self.K
-        src = self._sprite_source(train)
+        src = self._turned(self._sprite_source(train))    # (K·R, C', s, s)
         if frozen:
             src = src.detach()
         k = choice.t().clamp(max=K - 1)                   # (L, B); the empty sprite is masked below
@@ -265,7 +290,7 @@ class SpriteModel(nn.Module):
         group = torch.arange(L, device=k.device)[:, None] * K + k          # (L, B)
         sprite_betas = [b[group, torch.arange(B, device=k.device)[None, :]] for b in self.sprite_heads(features)]
         layer_betas = self.layer_heads(features)
-        x = src[k]                                         # (L, B, C', s, s)
+        x = src[k * self.R + turns.t()]                    # (L, B, C', s, s)
         warped = self._warp(x, (L, B), self.sprite_seq + self.layer_seq, sprite_betas + layer_betas,
                             self.padding).view(L, B, -1, self.H, self.H)
         nz = noise[k][:, :, None] if noise is not None else None          # (L, B, 1, H, W)
@@ -274,6 +299,8 @@ class SpriteModel(nn.Module):
         keep = (~empty).to(layers.dtype)[:, :, None, None, None]
         params = {n: b.transpose(0, 1) for n, b in zip(self.sprite_seq, sprite_betas)}
         params.update({f"layer_{n}": b.transpose(0, 1) for n, b in zip(self.layer_seq, layer_betas)})
+        if self.R > 1:   # (B, L, 1) counter-clockwise quarter-turns applied before the transformations
+            params["quarter_turns"] = (turns * (4 // self.R)).to(layers.dtype)[..., None]
         return layers * keep, alphas * keep, params
 
     def render_backgrounds(self, features: torch.Tensor, frozen: bool) -> torch.Tensor | None:
@@ -294,21 +321,28 @@ class SpriteModel(nn.Module):
 
     # ------------------------------------------------------------------------------- selection
     def penalty(self, frozen: bool, device) -> torch.Tensor:
-        """λ per real sprite, 0 for the empty one (+inf while sprites are frozen)."""
-        pen = torch.full((self.K + int(self.has_empty),), self.cfg.empty_penalty if self.has_empty else 0.0, device=device)
+        """λ per real candidate (K·R), 0 for the empty one (+inf while sprites are frozen)."""
+        pen = torch.full((self.K * self.R + int(self.has_empty),), self.cfg.empty_penalty if self.has_empty else 0.0, device=device)
         if self.has_empty:
             pen[-1] = math.inf if frozen else 0.0
         return pen
 
+    def split_candidates(self, candidate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """candidate (B, L) in [0, K·R] (K·R = empty) → sprite (B, L) in [0, K] (K = empty), turn (B, L)."""
+        empty = candidate >= self.K * self.R
+        sprite = torch.where(empty, self.K, candidate // self.R)
+        return sprite, torch.where(empty, 0, candidate % self.R)
+
     def choose(self, x, rendered: Rendered, backgrounds, occlusion, frozen: bool, second: bool = False):
-        """Min-loss selection over sprites (and background prototypes): choice (B, L), bkg (B,), cost (B,)."""
+        """Min-loss selection over candidates (and background prototypes): candidate (B, L), bkg (B,),
+        cost (B,), second-best cost (B,) or None."""
         pen = self.penalty(frozen, x.device)
         mode = {"auto": "auto", "exhaustive": "exhaustive", "greedy": "greedy"}[self.cfg.selection]
         bkgs = backgrounds if backgrounds is not None else [None]
         best = None
         for m, bkg in enumerate(bkgs):
             out = select(x, rendered.layers, rendered.alphas, bkg, occlusion, pen, mode=mode,
-                         iterations=self.cfg.greedy_iterations, return_second=second)
+                         iterations=self.cfg.greedy_iterations, return_second=second, empty=self.has_empty)
             choice, cost = out[0], out[1]
             sec = out[2] if second else None
             mm = torch.full_like(cost, m, dtype=torch.long)
@@ -325,7 +359,7 @@ class SpriteModel(nn.Module):
 
     # --------------------------------------------------------------------------------- passes
     def forward(self, x: torch.Tensor, frozen: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One training pass: (loss, choice (B, L), chosen background (B,))."""
+        """One training pass: (loss, choice (B, L) sprite per layer (K = empty), chosen background (B,))."""
         features = self.encoder(x)
         noise = None
         if self.training and self.masks is not None and self.cfg.mask_noise > 0:
@@ -335,8 +369,9 @@ class SpriteModel(nn.Module):
             rendered = self.render_all(features, self.training, noise, frozen)
             backgrounds = self.render_backgrounds(features, frozen)
             occ = self.occlusion(features)
-            choice, bkg_choice, _, _ = self.choose(x, rendered, backgrounds, occ, frozen)
-        layers, alphas, _ = self.render_chosen(features, choice, self.training, noise, frozen)
+            candidate, bkg_choice, _, _ = self.choose(x, rendered, backgrounds, occ, frozen)
+            choice, turns = self.split_candidates(candidate)
+        layers, alphas, _ = self.render_chosen(features, choice, turns, self.training, noise, frozen)
         backgrounds = self.render_backgrounds(features, frozen)
         background = backgrounds[bkg_choice, torch.arange(x.shape[0])] if backgrounds is not None else None
         recon = composite(layers, alphas, self.occlusion(features), background)
@@ -350,11 +385,12 @@ class SpriteModel(nn.Module):
         rendered = self.render_all(features, False, None, False)
         backgrounds = self.render_backgrounds(features, False)
         occ = self.occlusion(features, hard=True)
-        choice, bkg_choice, cost, second = self.choose(x, rendered, backgrounds, occ, False, second=True)
-        layers, alphas, params = self.render_chosen(features, choice, False, None, False)
+        candidate, bkg_choice, cost, second = self.choose(x, rendered, backgrounds, occ, False, second=True)
+        choice, turns = self.split_candidates(candidate)
+        layers, alphas, params = self.render_chosen(features, choice, turns, False, None, False)
         B = x.shape[0]
         backdrop = backgrounds[bkg_choice, torch.arange(B)] if backgrounds is not None else torch.zeros_like(x)
         recon = composite(layers, alphas, occ, backdrop if backgrounds is not None else None)
         error = ((recon - x) ** 2).flatten(1).mean(1)
         margin = (second - cost).clamp(min=0) if second is not None else torch.zeros_like(cost)
-        return Decomposition(choice, cost, error, margin, bkg_choice, recon, layers, alphas, backdrop, occ, params)
+        return Decomposition(choice, turns, cost, error, margin, bkg_choice, recon, layers, alphas, backdrop, occ, params)

@@ -16,6 +16,8 @@ Likewise (`model.reassign_duplicate`, ours) the less used of two sharp sprites w
 (mask overlap, best over shifts) is re-seeded from the most used other sprite: two sprites for one
 shape leave another shape without one. A sprite just re-seeded (or copied) is its source's twin, so
 it is not judged a duplicate until it has had time to drift apart (`settled`, train.SETTLE checks).
+A copy is expected to take half its source's images, so several re-seedings in one check spread
+over the most used sprites instead of making triplets of one.
 """
 
 from __future__ import annotations
@@ -131,6 +133,7 @@ def reassign_unused(model, optimizer: torch.optim.Optimizer, usage: torch.Tensor
             for k, twin in twins.items():
                 why.setdefault(k, f"it drew the same shape as sprite {twin}")
     moved = []
+    counts = counts.clone()
     for k in sorted(why):
         # the twin of a duplicate is not a source: its copy would be the same duplicate again
         others = counts.clone()
@@ -141,5 +144,9 @@ def reassign_unused(model, optimizer: torch.optim.Optimizer, usage: torch.Tensor
         if others[src] < 0 or counts[src] < counts[k]:
             continue
         restart_sprite(model, optimizer, k, src)
+        # the copy will take about half its source's images: a second copy in this check comes
+        # from another sprite unless this one is still twice as used (no triplets of one sprite)
+        counts[src] /= 2
+        counts[k] = -1      # a copy made in this check is not a source in it
         moved.append(Reseed(k, src, why[k]))
     return moved

@@ -15,6 +15,9 @@ Shared Convention (all functions below):
     background (B, C, H, W) or None (black, opaque); occlusion (L, L, B) or None (fixed order,
     later layers in front; see :mod:`pipeline.compositor`); penalty (K,) or None (zeros);
     choice (B, L) long, ``choice[b, l]`` = sprite index in layer l; cost (B,).
+    ``empty=True`` adds candidate K to every layer, the empty sprite (α = 0), without
+    materialising it (the penalty then has K + 1 entries); the greedy search scores it from the
+    slot terms alone, the exhaustive one appends it.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ def _check(
     background: torch.Tensor | None,
     occlusion: torch.Tensor | None,
     penalty: torch.Tensor | Sequence[float] | None,
+    empty: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate shapes; return the occlusion (fixed order if None) and the penalty as tensors."""
     if x.dim() != 4:
@@ -69,6 +73,7 @@ def _check(
         occlusion = fixed_occlusion(L, B, x.device, x.dtype)
     elif occlusion.shape != (L, L, B):
         raise ValueError(f"occlusion must be {(L, L, B)}, got {tuple(occlusion.shape)}")
+    K += int(empty)
     if penalty is None:
         penalty = x.new_zeros(K)
     penalty = torch.as_tensor(penalty, dtype=x.dtype, device=x.device)
@@ -133,9 +138,10 @@ def _slot_costs(
     terms (n, B, ...) for n prefixes at once and gets (K, n, B).
     """
     S, U, T = terms
-    recon = cand_layers * T  # (K, B, C, H, W)
-    recon.sub_(U).mul_(cand_alphas).add_(S)  # S + α (c T − U)
-    return _mse(x, recon)
+    # α (c T − U) + (S − x), squared, in one buffer: fresh K-sized temporaries cost page faults
+    resid = cand_layers * T  # (K, B, C, H, W)
+    resid.sub_(U).mul_(cand_alphas).add_(S - x)
+    return resid.square_().mean(dim=(-3, -2, -1))
 
 
 # ----------------------------------------------------------------------------- exhaustive
@@ -241,6 +247,7 @@ def greedy_select(
     penalty: torch.Tensor | Sequence[float] | None = None,
     iterations: int = 1,
     return_second: bool = False,
+    empty: bool = False,
 ) -> tuple[torch.Tensor, ...]:
     """Coordinate descent over the layers (the paper's greedy search).
 
@@ -259,24 +266,34 @@ def greedy_select(
     Returns:
         ``(choice (B, L), cost (B,))``, plus ``second (B,)`` when ``return_second``.
     """
-    occlusion, penalty = _check(x, layers, alphas, background, occlusion, penalty)
+    occlusion, penalty = _check(x, layers, alphas, background, occlusion, penalty, empty)
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
-    L, _, B, C, H, W = layers.shape
+    L, K, B, C, H, W = layers.shape
     b_idx = torch.arange(B, device=x.device)
     cur_layers = layers.new_zeros(L, B, C, H, W)
     cur_alphas = alphas.new_zeros(L, B, 1, H, W)
     choice = torch.zeros(B, L, dtype=torch.long, device=x.device)
     mse = x.new_zeros(B)
+
+    def costs(l: int, terms) -> torch.Tensor:  # (K [+1 empty], B)
+        err = _slot_costs(x, layers[l], alphas[l], terms)
+        return torch.cat([err, _mse(x, terms[0])[None]]) if empty else err
+
+    def place(l: int, k: torch.Tensor) -> None:
+        real = k.clamp(max=K - 1)
+        cur_layers[l] = layers[l, real, b_idx]
+        cur_alphas[l] = alphas[l, real, b_idx]
+        if empty:
+            cur_alphas[l].mul_((k < K).to(alphas.dtype)[:, None, None, None])
+
     for _ in range(iterations):
         for l in range(L):
-            terms = _slot_terms(cur_layers, cur_alphas, occlusion, background, l)
-            err = _slot_costs(x, layers[l], alphas[l], terms)  # (K, B)
+            err = costs(l, _slot_terms(cur_layers, cur_alphas, occlusion, background, l))
             k = (err + penalty[:, None]).argmin(dim=0)  # (B,), first minimum on ties
             choice[:, l] = k
             mse = err[k, b_idx]
-            cur_layers[l] = layers[l, k, b_idx]
-            cur_alphas[l] = alphas[l, k, b_idx]
+            place(l, k)
     cost = mse + penalty[choice].sum(dim=1)
     if not return_second:
         return choice, cost
@@ -286,8 +303,7 @@ def greedy_select(
     for l in range(L):
         others = pen.clone()
         others[:, l] = 0  # masked, not subtracted: inf − inf would be NaN
-        terms = _slot_terms(cur_layers, cur_alphas, occlusion, background, l)
-        err = _slot_costs(x, layers[l], alphas[l], terms) + penalty[:, None]  # (K, B)
+        err = costs(l, _slot_terms(cur_layers, cur_alphas, occlusion, background, l)) + penalty[:, None]
         err[choice[:, l], b_idx] = float("inf")  # the current assignment is not a runner-up
         second = torch.minimum(second, err.min(dim=0).values + others.sum(dim=1))
     return choice, cost, second
@@ -308,8 +324,10 @@ def select(
     iterations: int = 1,
     chunk: int | None = None,
     return_second: bool = False,
+    empty: bool = False,
 ) -> tuple[torch.Tensor, ...]:
-    """Dispatch to :func:`exhaustive_select` or :func:`greedy_select`.
+    """Dispatch to :func:`exhaustive_select` or :func:`greedy_select`; ``empty`` as in the
+    module's convention.
 
     ``mode="auto"`` searches exhaustively when ``K**L <= max_combinations`` (exact, and with
     L = 1 no slower than greedy), greedily otherwise. ``iterations`` is used by the greedy search
@@ -327,7 +345,10 @@ def select(
     if layers.dim() != 6:
         raise ValueError(f"layers must be (L, K, B, C, H, W), got {tuple(layers.shape)}")
     L, K = layers.shape[:2]
-    if mode == "exhaustive" or (mode == "auto" and K**L <= max_combinations):
+    if mode == "exhaustive" or (mode == "auto" and (K + int(empty)) ** L <= max_combinations):
+        if empty:
+            layers = torch.cat([layers, layers.new_zeros(L, 1, *layers.shape[2:])], dim=1)
+            alphas = torch.cat([alphas, alphas.new_zeros(L, 1, *alphas.shape[2:])], dim=1)
         return exhaustive_select(
             x,
             layers,
@@ -347,6 +368,7 @@ def select(
         penalty,
         iterations=iterations,
         return_second=return_second,
+        empty=empty,
     )
 
 

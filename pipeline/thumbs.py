@@ -121,7 +121,8 @@ def sprite_bank(model) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None
 def render_aligned(model, sprites: np.ndarray, betas: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Draw sprite `sprites[b]` with the stored parameters of its layer, as the model did.
 
-    `betas` maps "name" (sprite transforms) and "layer_name" (layer transforms) to (B, P) arrays;
+    `betas` maps "name" (sprite transforms), "layer_name" (layer transforms) and, with
+    model.rotations > 1, "quarter_turns" to (B, P) arrays;
     returns uint8 colour (B, C, H, W) and alpha (B, 1, H, W). Empty layers (sprite −1) are blank.
     Mirrors SpriteModel.render_chosen: spatial maps in one resampling, then colour (which
     commutes with bilinear sampling)."""
@@ -133,6 +134,9 @@ def render_aligned(model, sprites: np.ndarray, betas: dict[str, np.ndarray]) -> 
     else:
         src = torch.cat([src, src.new_ones(src.shape[0], 1, *src.shape[2:])], dim=1)
     x = src[k.clamp(min=0)]
+    if "quarter_turns" in betas:   # the selection's turn of each sprite, before its transformations
+        turns = torch.from_numpy(np.asarray(betas["quarter_turns"])).reshape(-1).round().long() % 4
+        x = torch.stack([torch.rot90(xi, int(t), dims=(-2, -1)) for xi, t in zip(x, turns)]) if len(x) else x
     names = list(model.sprite_seq) + [f"layer_{n}" for n in model.layer_seq]
     seq = list(model.sprite_seq) + list(model.layer_seq)
     tensors = [torch.from_numpy(np.ascontiguousarray(betas[n])).float() for n in names]

@@ -69,6 +69,13 @@ def _progress(state: TrainState, cfg: TrainConfig, steps_per_epoch: int) -> floa
     return done
 
 
+def _after_last_milestone(cfg: TrainConfig, progress: float) -> bool:
+    """Whether the learning rates have made their last step down: a sprite re-seeded then has too
+    little learning left to become a shape of its own and would stay its source's twin (ours: the
+    reference re-seeds to the end)."""
+    return bool(cfg.milestones) and progress >= max(cfg.milestones)
+
+
 def _lr_factor(cfg: TrainConfig, progress: float) -> float:
     return cfg.gamma ** sum(progress >= m for m in cfg.milestones)
 
@@ -126,7 +133,8 @@ def fit(model: SpriteModel, crops: torch.Tensor, cfg: TrainConfig, optimizer: to
                 counts.scatter_add_(1, choice.t().cpu(), torch.ones_like(choice.t().cpu()))
                 state.usage = (torch.tensor(state.usage) + counts).tolist()
                 running.append(loss.item())
-                if cfg.reassign_every and state.step % cfg.reassign_every == 0 and not frozen:
+                if cfg.reassign_every and state.step % cfg.reassign_every == 0 and not frozen \
+                        and not _after_last_milestone(cfg, where):
                     settled = torch.tensor(state.touched) <= state.step - SETTLE * cfg.reassign_every
                     moved = reassign_unused(model, optimizer, torch.tensor(state.usage), model.cfg.reassign_threshold,
                                             model.cfg.reassign_blurred, model.cfg.reassign_duplicate, settled)

@@ -109,6 +109,31 @@ def _affine_points(points: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     return points + points @ d[:, :, :2].transpose(1, 2) + d[:, None, :, 2]
 
 
+def _compose_deltas(outer: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
+    """The map p -> outer(inner(p)) of two affine maps given as d = theta - [I | 0], (N, 2, 3):
+    D = D1 + D2 + D1 D2, t = t1 + t2 + D1 t2 (zeros stay exactly zero)."""
+    D1, t1, D2, t2 = outer[:, :, :2], outer[:, :, 2:], inner[:, :, :2], inner[:, :, 2:]
+    return torch.cat([D1 + D2 + D1 @ D2, t1 + t2 + D1 @ t2], 2)
+
+
+def _position_delta(beta: torch.Tensor, init_scale: float = 1.0) -> torch.Tensor:
+    # input = (p - t) / s: theta = [I / s | -t / s]
+    inv = 1 / (init_scale * beta[:, 0].exp())                       # (N,)
+    zero = torch.zeros_like(inv)
+    lin = inv - 1
+    return torch.stack([torch.stack([lin, zero, -beta[:, 1] * inv], 1),
+                        torch.stack([zero, lin, -beta[:, 2] * inv], 1)], 1)
+
+
+def _similarity_delta(beta: torch.Tensor) -> torch.Tensor:
+    a, b, tx, ty = beta.unbind(1)
+    return torch.stack([torch.stack([a, -b, tx], 1), torch.stack([b, a, ty], 1)], 1)
+
+
+def _affine_delta(beta: torch.Tensor) -> torch.Tensor:
+    return beta.reshape(-1, 2, 3)
+
+
 def position(points: torch.Tensor, beta: torch.Tensor, init_scale: float = 1.0) -> torch.Tensor:
     """Scale then translate: the input is drawn at scale ``init_scale * e^s``, centred at t.
 
@@ -131,9 +156,7 @@ def similarity(points: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     (N, Q, 2) input frame.
     """
     _check_map("similarity", points, beta, 4)
-    a, b, tx, ty = beta.unbind(1)
-    d = torch.stack([torch.stack([a, -b, tx], 1), torch.stack([b, a, ty], 1)], 1)  # (N, 2, 3)
-    return _affine_points(points, d)
+    return _affine_points(points, _similarity_delta(beta))
 
 
 def affine(points: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
@@ -142,7 +165,7 @@ def affine(points: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     Convention: ``points`` (N, Q, 2) output frame, ``beta`` (N, 6); returns (N, Q, 2) input frame.
     """
     _check_map("affine", points, beta, 6)
-    return _affine_points(points, beta.reshape(-1, 2, 3))
+    return _affine_points(points, _affine_delta(beta))
 
 
 def projective(points: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
@@ -298,13 +321,16 @@ def morphological(x: torch.Tensor, beta: torch.Tensor, kernel_size: int = 3) -> 
 
 @dataclass(frozen=True)
 class TransformKind:
-    """One transformation family: ``n_params(channels, options)``; ``fn(t, beta, **options)``."""
+    """One transformation family: ``n_params(channels, options)``; ``fn(t, beta, **options)``;
+    for affine point maps ``delta(beta, **options)`` (N, 2, 3) = θ − [I | 0], so that runs of them
+    compose into one matrix before touching the points."""
 
     name: str
     kind: Literal["point", "image"]
     n_params: Callable[[int, dict], int]
     fn: Callable[..., torch.Tensor]
     options: tuple[str, ...] = ()  # keys of ``options`` forwarded to fn as keywords
+    delta: Callable[..., torch.Tensor] | None = None
 
 
 def _identity(t: torch.Tensor, beta: torch.Tensor | None = None) -> torch.Tensor:
@@ -324,9 +350,9 @@ TRANSFORMS: dict[str, TransformKind] = {
     for t in [
         TransformKind("identity", "point", lambda c, o: 0, _identity),
         TransformKind("color", "image", lambda c, o: 2 * c, color),
-        TransformKind("position", "point", lambda c, o: 3, position, ("init_scale",)),
-        TransformKind("similarity", "point", lambda c, o: 4, similarity),
-        TransformKind("affine", "point", lambda c, o: 6, affine),
+        TransformKind("position", "point", lambda c, o: 3, position, ("init_scale",), _position_delta),
+        TransformKind("similarity", "point", lambda c, o: 4, similarity, (), _similarity_delta),
+        TransformKind("affine", "point", lambda c, o: 6, affine, (), _affine_delta),
         TransformKind("projective", "point", lambda c, o: 9, projective),
         TransformKind("tps", "point", _tps_params, tps, ("grid_size",)),
         TransformKind("morphological", "image", _morph_params, morphological, ("kernel_size",)),
@@ -391,15 +417,27 @@ def apply_sequence(
         if not pending and not (final and tuple(x.shape[-2:]) != (H, W)):
             return x
         pts = None  # None = the output pixel grid, materialised lazily (tps has a cached basis)
-        for kind, beta, opts in reversed(pending):  # last transformation sees output points first
-            if pts is None and kind.name == "tps":
-                pts = tps_on_grid(beta, (H, W), **opts)
-                continue
+        delta = None  # a run of affine maps not yet applied to pts, composed: one pass over the points
+
+        def moved(pts):
             if pts is None:
                 pts = pixel_grid(H, W, x.device, x.dtype).expand(N, H * W, 2)
-            pts = kind.fn(pts, beta, **opts)
-        if pts is None:
-            pts = pixel_grid(H, W, x.device, x.dtype).expand(N, H * W, 2)
+            if delta is None:
+                return pts
+            # input = theta [p; 1] in one pass: t + p (I + D)^T (exactly p at D = 0, t = 0)
+            eye = torch.eye(2, dtype=delta.dtype, device=delta.device)
+            return torch.baddbmm(delta[:, None, :, 2], pts, (eye + delta[:, :, :2]).transpose(1, 2))
+
+        for kind, beta, opts in reversed(pending):  # last transformation sees output points first
+            if kind.delta is not None:
+                d = kind.delta(beta, **opts)
+                delta = d if delta is None else _compose_deltas(d, delta)
+                continue
+            if pts is None and delta is None and kind.name == "tps":
+                pts = tps_on_grid(beta, (H, W), **opts)
+                continue
+            pts, delta = kind.fn(moved(pts), beta, **opts), None
+        pts = moved(pts)
         pending.clear()
         return warp(x, pts, (H, W), padding_mode)
 

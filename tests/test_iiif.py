@@ -419,15 +419,15 @@ class TestPolite:
             delay = 0.15
             project = make_project(".", "ingest.size=16", f"ingest.iiif_delay={delay}", f'ingest.images="{ma}"',
                                    f'ingest.sources=["{mb}"]')
-            start = time.monotonic()
             _ingest(project)
-            wall = time.monotonic() - start
             for s in (a, b):
                 t = s.times()
                 assert len(t) == 9  # manifest + 4 × (info.json + image)
                 assert min(np.diff(t)) >= delay
-            # the two hosts were fetched in parallel: clearly less than all 18 requests in a row
-            assert wall < 17 * delay
+            # the two hosts were fetched in parallel: their request spans overlap (a load-proof
+            # check, unlike a wall-clock bound)
+            ta, tb = a.times(), b.times()
+            assert max(ta[1], tb[1]) < min(ta[-1], tb[-1])
             assert len(_read(project)["source"]) == 8
         finally:
             a.close()

@@ -1,5 +1,6 @@
 """The sprite model: identity at initialisation, shapes, selection, re-seeding, config errors."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -72,10 +73,71 @@ class TestSpriteModel:
         x = torch.rand(3, 3, 16, 16)
         loss, choice, bkg = model(x)
         feats = model.encoder(x)
-        layers, alphas, _ = model.render_chosen(feats, choice, False, None, False)
+        layers, alphas, _ = model.render_chosen(feats, choice, torch.zeros_like(choice), False, None, False)
         background = model.render_backgrounds(feats, False)[bkg, torch.arange(3)]
         recon = composite(layers, alphas, model.occlusion(feats), background)
         assert torch.allclose(loss, ((recon - x) ** 2).mean(), atol=1e-6)
+
+    def test_selection_finds_the_quarter_turn(self):
+        # model.rotations = 4: an image equal to sprite k turned r quarter-turns is (k, r), exactly
+        model, _ = _model("clustering", size=16, channels=1, sprites=3, transforms=["affine"], curriculum=[], rotations=4)
+        model.eval()
+        with torch.no_grad():
+            model.prototypes.copy_(torch.rand(3, 1, 16, 16))
+        protos = model.prototypes.detach().clamp(0, 1)
+        x = torch.stack([torch.rot90(protos[k], r, dims=(-2, -1)) for k, r in [(2, 1), (0, 3), (1, 0), (2, 2)]])
+        d = model.decompose(x)
+        assert d.choice[:, 0].tolist() == [2, 0, 1, 2] and d.turns[:, 0].tolist() == [1, 3, 0, 2]
+        assert (d.error < 1e-10).all()
+        assert d.params["quarter_turns"][:, 0, 0].tolist() == [1, 3, 0, 2]
+
+    def test_aligned_thumbnails_redraw_the_turned_sprites(self):
+        # the report redraws each crop's sprite from decompose.h5's parameters, turns included
+        from pipeline.thumbs import render_aligned, to_uint8
+        model, _ = _model("scenes", sprites=3, layers=2, rotations=4, transforms=["similarity"], curriculum=[],
+                          empty_sprite=False)
+        model.eval()
+        with torch.no_grad():
+            model.masks.normal_(0, 1)
+            for p in model.sprite_heads.parameters():
+                p.normal_(0, 0.1)
+        d = model.decompose(torch.rand(12, 3, 16, 16))
+        sprite = torch.where(d.choice >= model.K, -1, d.choice)[:, 1].numpy()
+        betas = {k: v[:, 1].numpy() for k, v in d.params.items()}
+        colour, alpha = render_aligned(model, sprite, betas)
+        assert d.turns[:, 1].unique().numel() > 1
+        assert np.abs(colour.astype(int) - to_uint8(d.layers[1]).astype(int)).max() <= 1
+        assert np.abs(alpha.astype(int) - to_uint8(d.alphas[1]).astype(int)).max() <= 1
+
+    def test_half_turns_only(self):
+        model, _ = _model("clustering", size=16, channels=1, sprites=2, transforms=["affine"], curriculum=[], rotations=2)
+        model.eval()
+        with torch.no_grad():
+            model.prototypes.copy_(torch.rand(2, 1, 16, 16))
+        x = torch.rot90(model.prototypes.detach().clamp(0, 1)[[1]], 2, dims=(-2, -1))
+        d = model.decompose(x)
+        assert (d.choice[0, 0], d.turns[0, 0], d.params["quarter_turns"][0, 0, 0]) == (1, 1, 2.0)
+
+    def test_training_loss_with_turns_matches_composite_of_choice(self):
+        model, _ = _model("scenes", sprites=3, layers=2, mask_noise=0.0, rotations=4)
+        model.eval()
+        with torch.no_grad():   # asymmetric masks, so the turns differ
+            model.masks.normal_(0, 1)
+        x = torch.rand(3, 3, 16, 16)
+        features = model.encoder(x)
+        with torch.no_grad():
+            rendered = model.render_all(features, False, None, False)
+            assert rendered.layers.shape[1] == 3 * 4   # the empty sprite is implicit
+            candidate, bkg, cost, _ = model.choose(x, rendered, model.render_backgrounds(features, False),
+                                                    model.occlusion(features), False)
+        choice, turns = model.split_candidates(candidate)
+        layers, alphas, _ = model.render_chosen(features, choice, turns, False, None, False)
+        background = model.render_backgrounds(features, False)[bkg, torch.arange(3)]
+        recon = composite(layers, alphas, model.occlusion(features), background)
+        pen = model.penalty(False, x.device)[candidate].sum(1)
+        assert torch.allclose(cost, ((recon - x) ** 2).flatten(1).mean(1) + pen, atol=1e-6)
+        loss, choice2, _ = model(x)
+        assert torch.equal(choice2, choice) and torch.allclose(loss, ((recon - x) ** 2).mean(), atol=1e-6)
 
     def test_selection_picks_the_matching_sprite(self):
         # clustering: an image equal to sprite k is assigned to k
@@ -103,6 +165,16 @@ class TestInitialMasks:
         g = torch.exp(-0.5 * ((torch.arange(12) - 5.5) / 2.5) ** 2)
         assert torch.equal(m, (g[:, None] * g[None, :]).expand(3, 1, 12, 12))
         assert m[0].data_ptr() != m[1].data_ptr()                       # no aliasing between sprites
+
+    def test_elongated_with_quarter_turns(self):
+        m = gaussian_masks(1, 12, 2.5, elongation=1.25)[0, 0]
+        assert torch.allclose(m, m.flip(0)) and torch.allclose(m, m.flip(1))   # still centred
+        assert m[6, 0] > m[0, 6]                                              # wider along x
+        assert not torch.allclose(m, torch.rot90(m, 1))                        # the turns differ
+        model, _ = _model("scenes", sprites=2, layers=2, rotations=4)
+        assert not torch.allclose(model.masks[0, 0], torch.rot90(model.masks[0, 0], 1))
+        model, _ = _model("scenes", sprites=2, layers=2)
+        assert torch.allclose(model.masks[0, 0], torch.rot90(model.masks[0, 0], 1))  # the paper's
 
     def test_duplicate_overlap_out_of_range_is_refused(self):
         with pytest.raises(SpritesError, match="reassign_duplicate"):
@@ -195,6 +267,18 @@ class TestReassign:
         usage = torch.tensor([[20, 25, 40, 30]])   # the square's other twin is the most used sprite
         assert reassign_unused(model, opt, usage, threshold=0.2, duplicate=0.9) == [(0, 3, "it drew the same shape as sprite 2")]
 
+    def test_two_copies_in_one_check_come_from_different_sprites(self):
+        model, cfg = _model("objects", sprites=4)
+        opt = make_optimizer(model, cfg.train)
+        self._shapes(model)
+        usage = torch.tensor([[0, 40, 1, 30]])   # two sprites unused; sprite 1 most used, 3 next
+        moved = reassign_unused(model, opt, usage, threshold=0.2)
+        assert moved == [(0, 1, "rarely used"), (2, 3, "rarely used")]
+        assert torch.equal(model.masks[0], model.masks[1]) and torch.equal(model.masks[2], model.masks[3])
+        usage = torch.tensor([[0, 90, 1, 30]])   # sprite 1 more than twice as used: both copies
+        moved = reassign_unused(model, opt, usage, threshold=0.2)
+        assert [r.source for r in moved] == [1, 1]
+
     def test_unsettled_or_blurred_twins_are_left_alone(self):
         model, cfg = _model("objects", sprites=4)
         opt = make_optimizer(model, cfg.train)
@@ -207,6 +291,12 @@ class TestReassign:
 
 
 class TestConfigErrors:
+    def test_exhaustive_counts_the_turns(self):
+        with pytest.raises(SpritesError, match=r"\(K × 4 quarter-turns\)\^L = 12\^4"):
+            _model("scenes", sprites=3, layers=4, selection="exhaustive", rotations=4)
+        with pytest.raises(SpritesError, match="rotations"):
+            config_from_dict({"model": {"rotations": 3}}, preset="scenes")
+
     def test_exhaustive_too_big(self):
         cfg = config_from_dict({"model": {"sprites": 19, "layers": 3, "selection": "exhaustive"}}, preset="scenes")
         with pytest.raises(SpritesError, match="greedy"):

@@ -197,6 +197,33 @@ class TestGreedySelect:
             assert second[b].item() == pytest.approx(min(row[k] for k in neighbours), abs=1e-6)
 
 
+class TestImplicitEmpty:
+    """empty=True scores an unrendered empty sprite as candidate K: the same result as appending
+    an all-transparent candidate."""
+
+    @staticmethod
+    def _explicit(layers, alphas):
+        return (torch.cat([layers, torch.zeros_like(layers[:, :1])], 1),
+                torch.cat([alphas, torch.zeros_like(alphas[:, :1])], 1))
+
+    @pytest.mark.parametrize("mode", ["greedy", "exhaustive"])
+    def test_equals_an_appended_empty_candidate(self, mode):
+        x, layers, alphas, bg, occ, _ = _random_case(B=6, L=3, K=4, seed=5)
+        layers, alphas = layers[:, 1:], alphas[:, 1:]          # three real sprites
+        penalty = torch.tensor([0.02, 0.02, 0.02, 0.0])        # the empty sprite last
+        lay, alp = self._explicit(layers, alphas)
+        want = select(x, lay, alp, bg, occ, penalty, mode=mode, iterations=2, return_second=True)
+        got = select(x, layers, alphas, bg, occ, penalty, mode=mode, iterations=2, return_second=True, empty=True)
+        assert torch.equal(got[0], want[0])
+        assert torch.allclose(got[1], want[1], atol=1e-6) and torch.allclose(got[2], want[2], atol=1e-6)
+        assert (got[0] == 3).any() and (got[0] < 3).any()    # both kinds of choice occur
+
+    def test_penalty_counts_the_empty_sprite(self):
+        x, layers, alphas, bg, occ, _ = _random_case(B=2, L=2, K=3)
+        with pytest.raises(ValueError, match=r"penalty must be \(4,\)"):
+            greedy_select(x, layers, alphas, bg, occ, torch.zeros(3), empty=True)
+
+
 @pytest.mark.parametrize("fn", [exhaustive_select, greedy_select])
 class TestPenalty:
     def _faint_sprite(self, L):

@@ -82,9 +82,8 @@ def test_without_patience_the_curriculum_goes_by_epoch():
     assert state.curriculum_early == 0 and model.sprite_heads.active.tolist() == [1, 0]
 
 
-def test_duplicate_sprites_are_split_then_left_to_settle():
-    # sprites 0 and 1 draw the same square; nothing learns (learning rates 0), so a re-seeded copy
-    # stays its source's twin, and is judged again only after SETTLE checks
+def _frozen_twins():
+    """Sprites 0 and 1 draw the same square, 2 a bar; learning rates 0, so nothing moves."""
     cfg, crops, model, opt = _setup(epochs=4, reassign_every=1, transparent=True, reassign_threshold=0.0,
                                     reassign_duplicate=0.9)
     with torch.no_grad():
@@ -93,6 +92,13 @@ def test_duplicate_sprites_are_split_then_left_to_settle():
         model.masks[2, :, 2:14, 7:9] = 2.0
     for group in opt.param_groups:
         group["lr"] = 0.0
+    return cfg, crops, model, opt
+
+
+def test_duplicate_sprites_are_split_then_left_to_settle():
+    # sprites 0 and 1 draw the same square; nothing learns (learning rates 0), so a re-seeded copy
+    # stays its source's twin, and is judged again only after SETTLE checks
+    cfg, crops, model, opt = _frozen_twins()
     state = fit(model, crops, cfg.train, opt, TrainState(), torch.device("cpu"), progress=False)
     assert state.step == 24 and SETTLE == 20
     # step 1: a square becomes a copy of the bar (sprite 2); step 21: one of the two bars becomes
@@ -104,3 +110,12 @@ def test_duplicate_sprites_are_split_then_left_to_settle():
     assert all(reason.startswith("it drew the same shape as sprite") for *_, reason in state.reseeds)
     squares = [bool((model.masks[k, 0, 4:10, 4:10] > 0).all()) for k in range(3)]
     assert sum(squares) == 2
+
+
+def test_no_reseeding_after_the_last_milestone():
+    # the same twins as above; the learning rates step down at epoch 2 of 4, so the pair found at
+    # step 1 is split, and the one found again after SETTLE checks (step 21 > 12) is left alone
+    cfg, crops, model, opt = _frozen_twins()
+    cfg.train.milestones = [2]
+    state = fit(model, crops, cfg.train, opt, TrainState(), torch.device("cpu"), progress=False)
+    assert state.step == 24 and [r[0] for r in state.reseeds] == [1]

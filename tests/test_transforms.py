@@ -501,6 +501,32 @@ class TestApplySequence:
         assert (y - step2)[inner].abs().max() < 0.02
         assert (y - rev)[inner].abs().max() > 0.1  # the test can tell the order apart
 
+    def test_affine_runs_compose_into_one_map(self):
+        # consecutive position / similarity / affine maps are composed as matrices before they
+        # touch the points: the same sampling points as applying each map in turn
+        x = _smooth(2, 2, 12, 12)
+        names = ["aff", "sim", "proj", "pos", "sim"]
+        betas = [_randn(2, n, seed=i, scale=0.1) for i, n in enumerate([6, 4, 9, 3, 4])]
+        opts = {"init_scale": 0.7}
+        y = apply_sequence(x, names, betas, (12, 12), 1, options=opts)
+        g = _grid(2, 12, 12)
+        pts = affine(similarity(projective(position(similarity(g, betas[4]), betas[3], 0.7), betas[2]), betas[1]), betas[0])
+        assert torch.allclose(y, warp(x, pts, (12, 12)), atol=1e-5)
+        zeros = [torch.zeros_like(b) for b in betas]
+        y0 = apply_sequence(x, names, zeros, (12, 12), 1)
+        assert torch.equal(y0, warp(x, _grid(2, 12, 12), (12, 12)))   # zeros: exactly the identity
+
+    def test_gradcheck_affine_run(self):
+        d = torch.float64
+        x = (0.1 + 0.8 * _rand(2, 2, 5, 6, dtype=d)).requires_grad_()
+        betas = [_randn(2, n, seed=i, scale=0.05, dtype=d).requires_grad_() for i, n in enumerate([4, 6, 3])]
+
+        def f(x, *betas):
+            return apply_sequence(x, ["sim", "aff", "pos"], list(betas), (5, 6), 1, padding_mode="border",
+                                  options={"init_scale": 0.8})
+
+        assert gradcheck(f, (x, *betas), fast_mode=True)
+
     def test_image_op_flushes(self):
         x = _rand(2, 2, 6, 6)
         aff = _randn(2, 6, scale=0.1)
