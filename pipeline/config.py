@@ -89,7 +89,7 @@ class ModelConfig:
     occlusion: str = _opt("fixed", "layer order: fixed (later layers in front) or predicted per image", choices=("fixed", "predicted"))
     selection: str = _opt("auto", "sprite choice per layer: exhaustive, greedy, or auto (exhaustive when K^L is small)", choices=("auto", "exhaustive", "greedy"))
     greedy_iterations: int = _opt(1, "sweeps of the greedy selection")
-    rotations: int = _opt(1, "candidate quarter-turns of each sprite tried by the selection: 1 = none, 2 = a half-turn, 4 = every quarter-turn; the predicted transformations refine the best (ours: shapes seen at every orientation then keep their outline instead of turning round)", choices=(1, 2, 4))
+    rotations: int = _opt(1, "turns of each sprite tried by the selection, evenly spaced: 1 = none, 2 = a half-turn, 4 = every quarter-turn, 8 = every 45° (the odd ones resampled); the predicted transformations refine the best (ours: shapes seen at every orientation then keep their outline instead of turning round)", choices=(1, 2, 4, 8))
     encoder_width: int = _opt(16, "channels of the first encoder stage (doubled at each of the 3 stages)")
     encoder_blocks: int = _opt(1, "residual blocks per encoder stage")
     encoder_pool: int = _opt(1, "the encoder's features are pooled to pool × pool cells (more than 1 keeps where things are)")

@@ -24,7 +24,7 @@ from pipeline.config import ModelConfig
 from pipeline.encoder import Encoder
 from pipeline.heads import GroupedMLP, SequenceHeads
 from pipeline.selection import select
-from pipeline.transforms import TRANSFORMS, apply_sequence, canonical_name, soft_clamp
+from pipeline.transforms import TRANSFORMS, apply_sequence, canonical_name, soft_clamp, turn_eighths
 
 __all__ = ["SpriteModel", "Rendered", "Decomposition", "check_model_config", "gaussian_masks"]
 
@@ -44,7 +44,7 @@ def check_model_config(cfg: ModelConfig, size: int) -> None:
                 raise SpritesError(f"model.{key}: {e}") from None
     candidates = cfg.sprites * cfg.rotations
     if cfg.selection == "exhaustive" and candidates ** cfg.layers > 4096:
-        turns = f" × {cfg.rotations} quarter-turns" if cfg.rotations > 1 else ""
+        turns = f" × {cfg.rotations} turns" if cfg.rotations > 1 else ""
         raise SpritesError(
             f"model.selection = exhaustive would try (K{turns})^L = {candidates}^{cfg.layers} = {candidates ** cfg.layers:,} "
             f"combinations per image: set model.selection = greedy (or auto), or fewer sprites/layers")
@@ -57,7 +57,7 @@ def check_model_config(cfg: ModelConfig, size: int) -> None:
 @dataclass
 class Rendered:
     """Every candidate: layers (L, K·R, B, C, H, W), alphas (L, K·R, B, 1, H, W): candidate k·R + r
-    is sprite k turned r quarter-turns (R = model.rotations); the empty sprite, candidate K·R when
+    is sprite k turned r · 360°/R (R = model.rotations); the empty sprite, candidate K·R when
     the model has one, is left to the selection (`select(empty=True)`), not rendered."""
     layers: torch.Tensor
     alphas: torch.Tensor
@@ -67,7 +67,7 @@ class Rendered:
 class Decomposition:
     """What `decompose` returns for a batch."""
     choice: torch.Tensor        # (B, L) sprite per layer, K = empty
-    turns: torch.Tensor         # (B, L) quarter-turns of the chosen sprite (0 unless model.rotations > 1)
+    turns: torch.Tensor         # (B, L) turns (of 360°/R) of the chosen sprite (0 unless model.rotations > 1)
     cost: torch.Tensor          # (B,) selection cost (MSE + λ per non-empty sprite)
     error: torch.Tensor         # (B,) reconstruction MSE
     margin: torch.Tensor        # (B,) cost of the best alternative minus cost (≥ 0; small = ambiguous)
@@ -80,7 +80,7 @@ class Decomposition:
     params: dict[str, torch.Tensor]  # name → (B, L, P) chosen sprite's parameters per module
 
 
-ELONGATION = 1.25  # initial masks' std ratio x / y with quarter-turn candidates (model.rotations > 1)
+ELONGATION = 1.25  # initial masks' std ratio x / y with turn candidates (model.rotations > 1)
 
 
 def gaussian_masks(K: int, s: int, std: float, elongation: float = 1.0) -> torch.Tensor:
@@ -100,7 +100,7 @@ class SpriteModel(nn.Module):
         self.cfg, self.C, self.H = cfg, channels, size
         K, L, s = cfg.sprites, cfg.layers, cfg.sprite_size or size
         self.K, self.L, self.s = K, L, s
-        self.R = cfg.rotations       # candidate quarter-turns of each sprite in the selection
+        self.R = cfg.rotations       # candidate turns (of 360°/R) of each sprite in the selection
         self.M = cfg.backgrounds if cfg.background else 0
         self.has_empty = cfg.empty_sprite
         options = _options(cfg)
@@ -209,12 +209,12 @@ class SpriteModel(nn.Module):
                               C, padding_mode=padding, options=self.options)
 
     def _turned(self, src: torch.Tensor) -> torch.Tensor:
-        """(K, C', s, s) → (K·R, C', s, s): sprite k turned r quarter-turns at row k·R + r (a
-        permutation of pixels, exact; the predicted rotation then refines it)."""
+        """(K, C', s, s) → (K·R, C', s, s): sprite k turned r · 360°/R at row k·R + r (quarter-turns
+        are permutations of pixels, exact; the predicted rotation then refines the turn)."""
         if self.R == 1:
             return src
-        step = 4 // self.R
-        return torch.stack([torch.rot90(src, r * step, dims=(-2, -1)) for r in range(self.R)], 1).flatten(0, 1)
+        step = 8 // self.R
+        return torch.stack([turn_eighths(src, r * step) for r in range(self.R)], 1).flatten(0, 1)
 
     def _sprite_source(self, train: bool) -> torch.Tensor:
         """(K, C[+1[+1]], s, s): soft-clamped colour, raw mask, noise canvas when training; opaque
@@ -299,8 +299,8 @@ class SpriteModel(nn.Module):
         keep = (~empty).to(layers.dtype)[:, :, None, None, None]
         params = {n: b.transpose(0, 1) for n, b in zip(self.sprite_seq, sprite_betas)}
         params.update({f"layer_{n}": b.transpose(0, 1) for n, b in zip(self.layer_seq, layer_betas)})
-        if self.R > 1:   # (B, L, 1) counter-clockwise quarter-turns applied before the transformations
-            params["quarter_turns"] = (turns * (4 // self.R)).to(layers.dtype)[..., None]
+        if self.R > 1:   # (B, L, 1) counter-clockwise quarter-turns (0.5 = 45°) applied before the transformations
+            params["quarter_turns"] = (turns.to(layers.dtype) * (4 / self.R))[..., None]
         return layers * keep, alphas * keep, params
 
     def render_backgrounds(self, features: torch.Tensor, frozen: bool) -> torch.Tensor | None:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline.transforms import apply_sequence, color, soft_clamp
+from pipeline.transforms import apply_sequence, color, soft_clamp, turn_eighths
 
 __all__ = ["palette", "palette_rgb", "layer_rgb", "LAYER_COLOURS", "BACKGROUND_COLOUR", "to_hwc", "to_uint8",
            "write_png", "png_bytes", "rgba", "colour_labels", "display_size", "front_layer",
@@ -135,8 +135,8 @@ def render_aligned(model, sprites: np.ndarray, betas: dict[str, np.ndarray]) -> 
         src = torch.cat([src, src.new_ones(src.shape[0], 1, *src.shape[2:])], dim=1)
     x = src[k.clamp(min=0)]
     if "quarter_turns" in betas:   # the selection's turn of each sprite, before its transformations
-        turns = torch.from_numpy(np.asarray(betas["quarter_turns"])).reshape(-1).round().long() % 4
-        x = torch.stack([torch.rot90(xi, int(t), dims=(-2, -1)) for xi, t in zip(x, turns)]) if len(x) else x
+        eighths = (torch.from_numpy(np.asarray(betas["quarter_turns"])).reshape(-1) * 2).round().long() % 8
+        x = torch.cat([turn_eighths(xi[None], int(t)) for xi, t in zip(x, eighths)]) if len(x) else x
     names = list(model.sprite_seq) + [f"layer_{n}" for n in model.layer_seq]
     seq = list(model.sprite_seq) + list(model.layer_seq)
     tensors = [torch.from_numpy(np.ascontiguousarray(betas[n])).float() for n in names]

@@ -23,6 +23,7 @@ Convention:
 from __future__ import annotations
 
 import difflib
+import math
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ import torch.nn.functional as F
 __all__ = [
     "ALIASES", "TRANSFORMS", "TransformKind", "affine", "apply_sequence", "canonical_name",
     "color", "morphological", "pixel_grid", "position", "projective", "similarity", "soft_clamp",
-    "tps", "tps_on_grid", "warp",
+    "tps", "tps_on_grid", "turn_eighths", "warp",
 ]  # fmt: skip
 
 _PROJ_EPS = 1e-6  # |w| floor of the homogeneous divide
@@ -459,3 +460,15 @@ def apply_sequence(
         else:
             x = kind.fn(x, beta, **opts)
     return flush(x, final=True)
+
+
+def turn_eighths(src: torch.Tensor, eighths: int) -> torch.Tensor:
+    """(N, C, s, s) turned counter-clockwise by eighths · 45°: quarter-turns by exact rot90, an odd
+    eighth by one bilinear resampling about the centre (corners leaving the square are dropped)."""
+    out = torch.rot90(src, (eighths % 8) // 2, dims=(-2, -1))
+    if eighths % 2 == 0:
+        return out
+    c = math.sqrt(0.5)
+    theta = src.new_tensor([[c, -c, 0.0], [c, c, 0.0]]).expand(src.shape[0], 2, 3)
+    grid = F.affine_grid(theta, list(src.shape), align_corners=False)
+    return F.grid_sample(out, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

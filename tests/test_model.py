@@ -78,23 +78,30 @@ class TestSpriteModel:
         recon = composite(layers, alphas, model.occlusion(feats), background)
         assert torch.allclose(loss, ((recon - x) ** 2).mean(), atol=1e-6)
 
-    def test_selection_finds_the_quarter_turn(self):
-        # model.rotations = 4: an image equal to sprite k turned r quarter-turns is (k, r), exactly
-        model, _ = _model("clustering", size=16, channels=1, sprites=3, transforms=["affine"], curriculum=[], rotations=4)
+    @pytest.mark.parametrize("rotations, cases, exact", [
+        (4, [(2, 1), (0, 3), (1, 0), (2, 2)], True),     # quarter-turns: permutations of pixels
+        (8, [(1, 1), (0, 6), (0, 3), (2, 0)], False),    # odd eighths (45°) are resampled
+    ])
+    def test_selection_finds_the_turn(self, rotations, cases, exact):
+        # an image equal to sprite k turned r · 360°/R is (k, r), and its quarter_turns is r · 4/R
+        from pipeline.transforms import turn_eighths
+        model, _ = _model("clustering", size=16, channels=1, sprites=3, transforms=["affine"], curriculum=[],
+                          rotations=rotations)
         model.eval()
         with torch.no_grad():
             model.prototypes.copy_(torch.rand(3, 1, 16, 16))
         protos = model.prototypes.detach().clamp(0, 1)
-        x = torch.stack([torch.rot90(protos[k], r, dims=(-2, -1)) for k, r in [(2, 1), (0, 3), (1, 0), (2, 2)]])
+        x = torch.cat([turn_eighths(protos[[k]], r * 8 // rotations) for k, r in cases])
         d = model.decompose(x)
-        assert d.choice[:, 0].tolist() == [2, 0, 1, 2] and d.turns[:, 0].tolist() == [1, 3, 0, 2]
-        assert (d.error < 1e-10).all()
-        assert d.params["quarter_turns"][:, 0, 0].tolist() == [1, 3, 0, 2]
+        assert d.choice[:, 0].tolist() == [k for k, _ in cases] and d.turns[:, 0].tolist() == [r for _, r in cases]
+        assert d.params["quarter_turns"][:, 0, 0].tolist() == [r * 4 / rotations for _, r in cases]
+        if exact:
+            assert (d.error < 1e-10).all()
 
     def test_aligned_thumbnails_redraw_the_turned_sprites(self):
         # the report redraws each crop's sprite from decompose.h5's parameters, turns included
         from pipeline.thumbs import render_aligned, to_uint8
-        model, _ = _model("scenes", sprites=3, layers=2, rotations=4, transforms=["similarity"], curriculum=[],
+        model, _ = _model("scenes", sprites=3, layers=2, rotations=8, transforms=["similarity"], curriculum=[],
                           empty_sprite=False)
         model.eval()
         with torch.no_grad():
@@ -292,7 +299,7 @@ class TestReassign:
 
 class TestConfigErrors:
     def test_exhaustive_counts_the_turns(self):
-        with pytest.raises(SpritesError, match=r"\(K × 4 quarter-turns\)\^L = 12\^4"):
+        with pytest.raises(SpritesError, match=r"\(K × 4 turns\)\^L = 12\^4"):
             _model("scenes", sprites=3, layers=4, selection="exhaustive", rotations=4)
         with pytest.raises(SpritesError, match="rotations"):
             config_from_dict({"model": {"rotations": 3}}, preset="scenes")

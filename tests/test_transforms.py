@@ -19,6 +19,7 @@ from pipeline.transforms import (
     soft_clamp,
     tps,
     tps_on_grid,
+    turn_eighths,
     warp,
 )
 
@@ -580,3 +581,26 @@ class TestApplySequence:
         assert gradcheck(f, (x, *betas), fast_mode=True)
         zeros = [z.to(d) for z in _zeros_for(names, 2, 1)]
         assert gradcheck(lambda x: f(x, *zeros), (x,), fast_mode=True)
+
+
+class TestTurnEighths:
+    def test_even_eighths_are_exact_quarter_turns(self):
+        x = _rand(2, 3, 9, 9)
+        for e in range(0, 16, 2):
+            assert torch.equal(turn_eighths(x, e), torch.rot90(x, e // 2, dims=(-2, -1)))
+
+    def test_two_eighths_make_a_quarter_turn(self):
+        # counter-clockwise as rot90: twice 45° is 90° up to resampling a smooth image (inside the
+        # inscribed disc, where the corners lost by the first turn do not matter)
+        x = _smooth(1, 2, 32, 32)
+        g = pixel_grid(32, 32).view(32, 32, 2)
+        inside = (g.norm(dim=-1) < 0.6)
+        twice = turn_eighths(turn_eighths(x, 1), 1)
+        err = (twice - torch.rot90(x, 1, dims=(-2, -1))).abs()[..., inside]
+        assert err.max() < 0.02
+        other_way = (twice - torch.rot90(x, -1, dims=(-2, -1))).abs()[..., inside]
+        assert other_way.mean() > 10 * err.mean()
+
+    def test_gradient_reaches_the_sprite(self):
+        x = _rand(1, 1, 8, 8, dtype=torch.float64).requires_grad_()
+        assert gradcheck(lambda t: turn_eighths(t, 3), (x,))
