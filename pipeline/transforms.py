@@ -23,8 +23,8 @@ Convention:
 from __future__ import annotations
 
 import difflib
-import math
 import functools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
