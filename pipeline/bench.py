@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -185,16 +186,45 @@ def speed_case(case: SpeedCase, batch: int = 32, steps: int = 10, warmup: int = 
     return out
 
 
+def with_model_overrides(case: SpeedCase, sets: tuple[str, ...]) -> SpeedCase:
+    """`case` with `--set model.KEY=VALUE` overrides, named after them (only model keys change a
+    training step's cost; checked against the config like any project's)."""
+    from pipeline.config import parse_override
+    model, names = dict(case.model), []
+    for text in sets:
+        section, key, value = parse_override(text)
+        if section != "model":
+            raise SpritesError(f"--set {text}: bench speed takes model keys only (e.g. --set model.rotations=8)")
+        model[key] = value
+        names.append(f"{key}={value}")
+    new = dataclasses.replace(case, model=model, name=f"{case.name} [{', '.join(names)}]")
+    case_config(new)  # unknown keys and bad values fail here, before any timing
+    return new
+
+
+def _unfit_reason(case: SpeedCase) -> str | None:
+    """Why the model of `case` cannot be built (e.g. an override that does not suit its crop size), or None."""
+    from pipeline.model import check_model_config
+    try:
+        check_model_config(case_config(case).model, case.size)
+    except SpritesError as e:
+        return str(e)
+    return None
+
+
 def speed_bench(preset: str = "all", threads: int = 0, batch: int = 32, steps: int = 10, warmup: int = 3,
                 decompose_steps: int = 3, log: Callable[[str], None] = print,
-                variants: tuple[str, ...] = ("eager",)) -> dict[str, Any]:
-    """Run the speed cases of `preset`; `log` gets one formatted line per case as it finishes."""
+                variants: tuple[str, ...] = ("eager",), sets: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run the speed cases of `preset`; `log` gets one formatted line per case as it finishes.
+    With `sets` (model overrides), each case is also timed with them, right after itself."""
     import torch
     from pipeline.train import set_threads
     if preset not in PRESET_CASES:
         raise SpritesError(f"unknown preset {preset!r}: choose one of {', '.join(PRESET_CASES)}")
     if steps < 1 or warmup < 0 or batch < 1:
         raise SpritesError("--steps and --batch must be at least 1, --warmup at least 0")
+    cases = [[SPEED_CASES[name]] + ([with_model_overrides(SPEED_CASES[name], sets)] if sets else [])
+             for name in PRESET_CASES[preset]]   # built first: a bad --set fails before anything is printed
     n = set_threads(threads)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     result: dict[str, Any] = {
@@ -209,12 +239,18 @@ def speed_bench(preset: str = "all", threads: int = 0, batch: int = 32, steps: i
     log(SPEED_HEADER)
     for variant in variants:  # before any case runs
         _check_variant(variant)
-    for name in PRESET_CASES[preset]:
-        for variant in variants:  # interleaved per case, so their ratios come from one run
-            r = speed_case(SPEED_CASES[name], batch=batch, steps=steps, warmup=warmup,
-                           decompose_steps=decompose_steps, variant=variant)
-            result["cases"].append(r)
-            log(format_speed(r))
+    for group in cases:
+        for case in group:
+            reason = _unfit_reason(case)
+            if reason:   # an override that suits the other cases only (e.g. a crop size it does not divide)
+                log(f"{case.name}: skipped: {reason}")
+                result.setdefault("skipped", []).append({"case": case.name, "reason": reason})
+                continue
+            for variant in variants:  # interleaved per case, so their ratios come from one run
+                r = speed_case(case, batch=batch, steps=steps, warmup=warmup,
+                               decompose_steps=decompose_steps, variant=variant)
+                result["cases"].append(r)
+                log(format_speed(r))
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     result["load_after"] = list(load) if load else None
     return result

@@ -173,7 +173,10 @@ def bench():
 @click.option("--variant", "variants", multiple=True, type=click.Choice(["eager", "channels-last", "compile"]),
               help="also time the encoder in channels-last memory or under torch.compile (repeatable; default eager)")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also save the results to this JSON file")
-def bench_speed(preset, threads, batch, steps, warmup, decompose_steps, variants, json_path):
+@click.option("--set", "sets", multiple=True, metavar="model.KEY=VALUE",
+              help="also time each case with this model override (repeatable, all applied together), "
+                   "e.g. --set model.selection_downsample=2")
+def bench_speed(preset, threads, batch, steps, warmup, decompose_steps, variants, json_path, sets):
     """Training-step throughput on random data, beside the reference code's figures.
 
     Times exactly zero_grad + forward + backward + Adam step on a pre-built batch (as the
@@ -182,7 +185,8 @@ def bench_speed(preset, threads, batch, steps, warmup, decompose_steps, variants
     from pipeline.bench import speed_bench, write_json
     try:
         result = speed_bench(preset, threads=threads, batch=batch, steps=steps, warmup=warmup,
-                             decompose_steps=decompose_steps, log=click.echo, variants=variants or ("eager",))
+                             decompose_steps=decompose_steps, log=click.echo, variants=variants or ("eager",),
+                             sets=tuple(sets))
         if json_path:
             click.echo(f"wrote {write_json(json_path, result)}")
     except SpritesError as e:

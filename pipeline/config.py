@@ -89,6 +89,7 @@ class ModelConfig:
     occlusion: str = _opt("fixed", "layer order: fixed (later layers in front) or predicted per image", choices=("fixed", "predicted"))
     selection: str = _opt("auto", "sprite choice per layer: exhaustive, greedy, or auto (exhaustive when K^L is small)", choices=("auto", "exhaustive", "greedy"))
     greedy_iterations: int = _opt(1, "sweeps of the greedy selection")
+    selection_downsample: int = _opt(1, "training only: candidates are rendered and compared at the crop size divided by this (1 = full size, as the paper; 2 = half, several times faster with many candidates); the chosen sprites are always rendered at full size for the loss, and decompose always selects at full size", choices=(1, 2, 4))
     rotations: int = _opt(1, "turns of each sprite tried by the selection, evenly spaced: 1 = none, 2 = a half-turn, 4 = every quarter-turn, 8 = every 45° (the odd ones resampled); the predicted transformations refine the best (ours: shapes seen at every orientation then keep their outline instead of turning round)", choices=(1, 2, 4, 8))
     encoder_width: int = _opt(16, "channels of the first encoder stage (doubled at each of the 3 stages)")
     encoder_blocks: int = _opt(1, "residual blocks per encoder stage")

@@ -50,6 +50,9 @@ def check_model_config(cfg: ModelConfig, size: int) -> None:
             f"combinations per image: set model.selection = greedy (or auto), or fewer sprites/layers")
     if cfg.background and cfg.backgrounds > 1 and cfg.layers > 1:
         raise SpritesError("model.backgrounds > 1 is supported with one layer only: set model.backgrounds = 1 or model.layers = 1")
+    if size % cfg.selection_downsample:
+        raise SpritesError(f"model.selection_downsample = {cfg.selection_downsample} does not divide the crop size ({size} px): "
+                           "use 1 or a crop size divisible by it")
     if cfg.sprite_size > size:
         raise SpritesError(f"model.sprite_size = {cfg.sprite_size} is larger than the crops ({size} px): lower it or set 0")
 
@@ -191,9 +194,9 @@ class SpriteModel(nn.Module):
         return torch.cat([rgb.expand(*shape, *rgb.shape[-3:]), rest.expand(*shape, *rest.shape[-3:])], dim=-3)
 
     def _warp(self, src: torch.Tensor, lead: tuple[int, ...], names: list[str], betas: list[torch.Tensor],
-              padding: str, colour: bool = True) -> torch.Tensor:
+              padding: str, colour: bool = True, size: int | None = None) -> torch.Tensor:
         """src broadcastable to (*lead, C', h, w), betas broadcastable to (*lead, P_i) → (N, C', H, W),
-        N = prod(lead). Colour transformations run first, at sprite resolution and broadcast over
+        N = prod(lead), H = W = `size` (default the crop size). Colour transformations run first, at sprite resolution and broadcast over
         `lead` (the reference's order for color_position; elsewhere they commute with the warp up
         to the clamp), then every spatial transformation is composed and sampled once."""
         C = self.C
@@ -205,7 +208,7 @@ class SpriteModel(nn.Module):
         x = src.expand(*lead, *src.shape[-3:]).reshape(n, *src.shape[-3:])
         spatial = [(name, b.expand(*lead, b.shape[-1]).reshape(n, -1))
                    for name, b in zip(names, betas) if name not in ("color", "identity")]
-        return apply_sequence(x, [m for m, _ in spatial], [b for _, b in spatial], (self.H, self.H),
+        return apply_sequence(x, [m for m, _ in spatial], [b for _, b in spatial], (size or self.H,) * 2,
                               C, padding_mode=padding, options=self.options)
 
     def _turned(self, src: torch.Tensor) -> torch.Tensor:
@@ -241,11 +244,18 @@ class SpriteModel(nn.Module):
             mask = torch.addcmul(mask, canvas, noise)
         return rgb, soft_clamp(mask)
 
-    def render_all(self, features: torch.Tensor, train: bool, noise: torch.Tensor | None, frozen: bool) -> Rendered:
-        """Every (layer, sprite) candidate for a batch; `noise` (K, 1, H, W) or None."""
+    def render_all(self, features: torch.Tensor, train: bool, noise: torch.Tensor | None, frozen: bool,
+                   size: int | None = None) -> Rendered:
+        """Every (layer, sprite) candidate for a batch, H = W = `size` (default the crop size);
+        `noise` (K, 1, H, W) or None."""
         B, L, R = features.shape[0], self.L, self.R
+        H = size or self.H
         K = self.K * R                                   # candidates per layer: every sprite at every turn
         src = self._turned(self._sprite_source(train))
+        if H < self.H:   # prefiltered like the image (area average): sampling a sharp sprite at every f-th pixel aliases
+            side = max(1, round(self.s * H / self.H))
+            src = nn.functional.interpolate(src, size=(side, side), mode="area")
+        s = src.shape[-1]
         if frozen:
             src = src.detach()
         # list of (L*K, B, P): the R turns of a sprite share its heads
@@ -260,17 +270,17 @@ class SpriteModel(nn.Module):
             betas = [b.view(L, K, B, -1).transpose(1, 2) for b in sprite_betas] + [b[:, :, None] for b in layer_betas]
             Cs = min(Cp, self.C + 1)     # the noise canvas is the same for all sprites: warp it once
             coloured = self._colour(src[None, None, :, :Cs], names, betas)           # (L|1, B|1, K, Cs, s, s)
-            coloured = coloured.expand(L, B, K, Cs, self.s, self.s).reshape(L, B, K * Cs, self.s, self.s)
+            coloured = coloured.expand(L, B, K, Cs, s, s).reshape(L, B, K * Cs, s, s)
             if Cp > Cs:
-                coloured = torch.cat([coloured, coloured.new_ones(L, B, 1, self.s, self.s)], dim=2)
-            warped = self._warp(coloured, (L, B), self.layer_seq, list(layer_betas), self.padding, colour=False)
-            warped = warped.view(L, B, -1, self.H, self.H)
+                coloured = torch.cat([coloured, coloured.new_ones(L, B, 1, s, s)], dim=2)
+            warped = self._warp(coloured, (L, B), self.layer_seq, list(layer_betas), self.padding, colour=False, size=H)
+            warped = warped.view(L, B, -1, H, H)
             canvas = warped[:, None, :, K * Cs:] if Cp > Cs else None                  # (L, 1, B, 1, H, W)
-            warped = warped[:, :, :K * Cs].view(L, B, K, Cs, self.H, self.H).transpose(1, 2)
+            warped = warped[:, :, :K * Cs].view(L, B, K, Cs, H, H).transpose(1, 2)
         else:  # candidates (L, K, B); sprite heads are grouped l*K + k, layer heads shared over k
             betas = [b.view(L, K, B, -1) for b in sprite_betas] + [b[:, None] for b in layer_betas]
-            warped = self._warp(src[None, :, None], (L, K, B), names, betas, self.padding)
-            warped = warped.view(L, K, B, Cp, self.H, self.H)
+            warped = self._warp(src[None, :, None], (L, K, B), names, betas, self.padding, size=H)
+            warped = warped.view(L, K, B, Cp, H, H)
             canvas = None
         # (1, K, 1, 1, H, W): in the image frame, so the turns of a sprite share it
         nz = noise.repeat_interleave(R, 0)[None, :, None] if noise is not None else None
@@ -366,10 +376,18 @@ class SpriteModel(nn.Module):
             a = self.cfg.mask_noise
             noise = (torch.rand(self.K, 1, self.H, self.H, device=x.device) * 2 - 1) * a  # shared across layers and batch
         with torch.no_grad():
-            rendered = self.render_all(features, self.training, noise, frozen)
+            # the choice needs every candidate but no gradient: with selection_downsample = f
+            # they are rendered and compared at (H/f)², f² times fewer pixels (image, background
+            # and noise area-averaged to match)
+            f = self.cfg.selection_downsample
+            shrink = (lambda t: nn.functional.avg_pool2d(t.flatten(0, -4), f).view(*t.shape[:-2], self.H // f, self.H // f)) \
+                if f > 1 else (lambda t: t)
+            rendered = self.render_all(features, self.training, None if noise is None else shrink(noise), frozen,
+                                       size=self.H // f)
             backgrounds = self.render_backgrounds(features, frozen)
+            backgrounds = None if backgrounds is None else shrink(backgrounds)
             occ = self.occlusion(features)
-            candidate, bkg_choice, _, _ = self.choose(x, rendered, backgrounds, occ, frozen)
+            candidate, bkg_choice, _, _ = self.choose(shrink(x), rendered, backgrounds, occ, frozen)
             choice, turns = self.split_candidates(candidate)
         layers, alphas, _ = self.render_chosen(features, choice, turns, self.training, noise, frozen)
         backgrounds = self.render_backgrounds(features, frozen)

@@ -86,3 +86,40 @@ def test_bench_speed_unknown_variant():
     from pipeline.bench import speed_bench
     with pytest.raises(SpritesError, match="unknown variant 'fast'"):
         speed_bench("clustering", steps=1, warmup=0, variants=("fast",), log=lambda m: None)
+
+
+def test_cli_bench_speed_with_model_overrides_in_one_run(cli_runner, tmp_path):
+    out = tmp_path / "speed.json"
+    result = cli_runner.invoke(cli, ["bench", "speed", "--preset", "clustering", "--steps", "1", "--warmup", "1",
+                                     "--batch", "8", "--decompose-steps", "0",
+                                     "--set", "model.selection_downsample=2", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "clustering-28 [selection_downsample=2]" in result.output
+    cases = json.loads(out.read_text())["cases"]
+    assert [c["case"] for c in cases] == ["clustering-28", "clustering-28 [selection_downsample=2]"]
+    assert all(c["img_per_s"] > 0 for c in cases)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lr=1", "model keys only"),
+    ("model.sprite=3", "sprite"),
+    ("model.selection_downsample=3", "selection_downsample"),
+])
+def test_cli_bench_speed_bad_override_fails_before_timing(cli_runner, override, message):
+    result = cli_runner.invoke(cli, ["bench", "speed", "--preset", "clustering", "--set", override])
+    assert result.exit_code != 0 and message in result.output and "img/s" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bench_speed_skips_a_case_the_override_does_not_suit(monkeypatch):
+    # scenes: selection_downsample = 2 suits multi-dsprites (64 px) but not tetrominoes (35 px)
+    from pipeline import bench
+    timed = []
+    monkeypatch.setattr(bench, "speed_case", lambda case, **kw: timed.append(case.name) or {
+        "case": case.name, "img_per_s": 1.0, "s_per_iter": 1.0, "reference_img_per_s": None, "ratio": None,
+        "peak_rss_mb": 1.0})
+    lines = []
+    result = bench.speed_bench("scenes", steps=1, warmup=0, log=lines.append, sets=("model.selection_downsample=2",))
+    assert timed == ["tetrominoes", "multi-dsprites", "multi-dsprites [selection_downsample=2]"]
+    assert result["skipped"][0]["case"] == "tetrominoes [selection_downsample=2]"
+    assert any("skipped" in line and "35 px" in line for line in lines)

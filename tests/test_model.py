@@ -1,5 +1,7 @@
 """The sprite model: identity at initialisation, shapes, selection, re-seeding, config errors."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -155,6 +157,31 @@ class TestSpriteModel:
         d = model.decompose(model.prototypes.detach().clamp(0, 1)[[2, 0, 3]])
         assert d.choice[:, 0].tolist() == [2, 0, 3]
         assert (d.error < 1e-6).all()
+
+    def test_downsampled_selection_keeps_the_choice_and_the_full_size_loss(self):
+        # scenes drawn from the model's own candidates: selecting at half size picks the same
+        # sprites, and the loss is still the full-size MSE of the chosen ones
+        model, _ = _model("scenes", size=32, sprites=3, layers=2, mask_noise=0.0, sprite_size=16,
+                          selection_downsample=2)
+        model.eval()
+        with torch.no_grad():
+            model.masks.copy_(torch.rand(3, 1, 16, 16).gt(0.5).float())   # sharp, different shapes
+            model.prototypes.copy_(torch.rand(3, 3, 16, 16))
+            for p in model.layer_heads.parameters():
+                p.normal_(0, 0.05)
+        truth = torch.tensor([[0, 2], [1, 0], [2, 1], [1, 3]])             # 3 = the empty sprite
+        x = torch.rand(4, 3, 32, 32)
+        for _ in range(3):   # the drawn scene changes the features: redraw until they agree
+            features = model.encoder(x)
+            layers, alphas, _ = model.render_chosen(features, truth, torch.zeros_like(truth), False, None, False)
+            bkg = model.render_backgrounds(features, False)[0]
+            x = composite(layers, alphas, model.occlusion(features), bkg).detach()
+        loss, choice, _ = model(x)
+        full = dataclasses.replace(model.cfg, selection_downsample=1)
+        model.cfg = full
+        loss_full, choice_full, _ = model(x)
+        assert torch.equal(choice, choice_full)
+        assert torch.allclose(loss, loss_full, atol=1e-7)
 
     def test_curriculum_switches_modules_on(self):
         model, _ = _model("objects", transforms=["color", "affine", "tps"], curriculum=[0, 2, 5])
@@ -313,6 +340,13 @@ class TestConfigErrors:
         cfg = config_from_dict({"model": {"transforms": ["projetive"], "curriculum": []}}, preset="objects")
         with pytest.raises(SpritesError, match="projective"):
             check_model_config(cfg.model, 32)
+
+    def test_selection_downsample_must_divide_the_crop(self):
+        cfg = config_from_dict({"model": {"selection_downsample": 4}, "ingest": {"size": 35}}, preset="scenes")
+        with pytest.raises(SpritesError, match="selection_downsample = 4 does not divide the crop size"):
+            check_model_config(cfg.model, 35)
+        with pytest.raises(SpritesError, match="selection_downsample"):
+            config_from_dict({"model": {"selection_downsample": 3}}, preset="scenes")
 
     def test_sprite_larger_than_crop(self):
         cfg = config_from_dict({"model": {"sprite_size": 48}, "ingest": {"size": 64}}, preset="objects")

@@ -64,10 +64,11 @@ EXAMPLES: dict[str, Example] = {
         preset="scenes", size=multi_dsprites.SIZE, default_count=3000, channels=3,
         # as the reference's dsprites config: sprites rotate (similarity, switched on after a tenth
         # of training) and the encoder keeps a 4×4 map of where things are (ARI-FG 50 → 63 % in
-        # 30 single-thread minutes)
+        # 30 single-thread minutes); the selection compares its 15 candidates per image at 32×32
+        # (1.7× the steps in a budget, same ARI-FG: 73.6 % in 58 epochs against 72.7 % in 34)
         config={"model": {"sprites": 3, "layers": 5, "sprite_size": 28, "empty_sprite": True,
                           "occlusion": "predicted", "greedy_iterations": 3, "mask_init_std": 7.0,
-                          "background_init": "constant", "encoder_pool": 4,
+                          "background_init": "constant", "encoder_pool": 4, "selection_downsample": 2,
                           "transforms": ["similarity"], "curriculum": [20]},
                 "train": {"epochs": 200, "milestones": [160]}},
         generate=multi_dsprites.generate, classes=tuple(multi_dsprites.CLASSES),
