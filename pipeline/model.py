@@ -95,6 +95,13 @@ def gaussian_masks(K: int, s: int, std: float, elongation: float = 1.0) -> torch
     return (gy[:, None] * gx[None, :]).expand(K, 1, s, s).clone()  # clone: no aliasing
 
 
+def _area_downsample(t: torch.Tensor | None, f: int) -> torch.Tensor | None:
+    """(..., H, W) → (..., H/f, W/f), each pixel the mean of its f × f block; None stays None."""
+    if t is None or f == 1:
+        return t
+    return nn.functional.avg_pool2d(t.flatten(0, -4), f).view(*t.shape[:-2], t.shape[-2] // f, t.shape[-1] // f)
+
+
 class SpriteModel(nn.Module):
     def __init__(self, cfg: ModelConfig, channels: int, size: int,
                  init_images: torch.Tensor | None = None, mean_image: torch.Tensor | None = None):
@@ -196,9 +203,10 @@ class SpriteModel(nn.Module):
     def _warp(self, src: torch.Tensor, lead: tuple[int, ...], names: list[str], betas: list[torch.Tensor],
               padding: str, colour: bool = True, size: int | None = None) -> torch.Tensor:
         """src broadcastable to (*lead, C', h, w), betas broadcastable to (*lead, P_i) → (N, C', H, W),
-        N = prod(lead), H = W = `size` (default the crop size). Colour transformations run first, at sprite resolution and broadcast over
-        `lead` (the reference's order for color_position; elsewhere they commute with the warp up
-        to the clamp), then every spatial transformation is composed and sampled once."""
+        N = prod(lead), H = W = `size` (default the crop size). Colour transformations run first,
+        at sprite resolution and broadcast over `lead` (the reference's order for color_position;
+        elsewhere they commute with the warp up to the clamp), then every spatial transformation is
+        composed and sampled once."""
         C = self.C
         if colour:
             src = self._colour(src, names, betas)
@@ -380,14 +388,10 @@ class SpriteModel(nn.Module):
             # they are rendered and compared at (H/f)², f² times fewer pixels (image, background
             # and noise area-averaged to match)
             f = self.cfg.selection_downsample
-            shrink = (lambda t: nn.functional.avg_pool2d(t.flatten(0, -4), f).view(*t.shape[:-2], self.H // f, self.H // f)) \
-                if f > 1 else (lambda t: t)
-            rendered = self.render_all(features, self.training, None if noise is None else shrink(noise), frozen,
-                                       size=self.H // f)
-            backgrounds = self.render_backgrounds(features, frozen)
-            backgrounds = None if backgrounds is None else shrink(backgrounds)
+            rendered = self.render_all(features, self.training, _area_downsample(noise, f), frozen, size=self.H // f)
+            backgrounds = _area_downsample(self.render_backgrounds(features, frozen), f)
             occ = self.occlusion(features)
-            candidate, bkg_choice, _, _ = self.choose(shrink(x), rendered, backgrounds, occ, frozen)
+            candidate, bkg_choice, _, _ = self.choose(_area_downsample(x, f), rendered, backgrounds, occ, frozen)
             choice, turns = self.split_candidates(candidate)
         layers, alphas, _ = self.render_chosen(features, choice, turns, self.training, noise, frozen)
         backgrounds = self.render_backgrounds(features, frozen)
