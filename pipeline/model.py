@@ -95,11 +95,13 @@ def gaussian_masks(K: int, s: int, std: float, elongation: float = 1.0) -> torch
     return (gy[:, None] * gx[None, :]).expand(K, 1, s, s).clone()  # clone: no aliasing
 
 
-def _area_downsample(t: torch.Tensor | None, f: int) -> torch.Tensor | None:
-    """(..., H, W) → (..., H/f, W/f), each pixel the mean of its f × f block; None stays None."""
-    if t is None or f == 1:
+def _area_resize(t: torch.Tensor | None, side: int) -> torch.Tensor | None:
+    """(..., h, w) → (..., side, side) by area averaging (the mean of each f × f block when side
+    divides h by f); unchanged at its own size; None stays None."""
+    if t is None or t.shape[-2:] == (side, side):
         return t
-    return nn.functional.avg_pool2d(t.flatten(0, -4), f).view(*t.shape[:-2], t.shape[-2] // f, t.shape[-1] // f)
+    flat = t.reshape(-1, *t.shape[-3:]) if t.dim() > 4 else t
+    return nn.functional.interpolate(flat, size=(side, side), mode="area").view(*t.shape[:-2], side, side)
 
 
 class SpriteModel(nn.Module):
@@ -260,9 +262,8 @@ class SpriteModel(nn.Module):
         H = size or self.H
         K = self.K * R                                   # candidates per layer: every sprite at every turn
         src = self._turned(self._sprite_source(train))
-        if H < self.H:   # prefiltered like the image (area average): sampling a sharp sprite at every f-th pixel aliases
-            side = max(1, round(self.s * H / self.H))
-            src = nn.functional.interpolate(src, size=(side, side), mode="area")
+        # prefiltered like the image (area average): sampling a sharp sprite at every f-th pixel aliases
+        src = _area_resize(src, max(1, round(self.s * H / self.H)))
         s = src.shape[-1]
         if frozen:
             src = src.detach()
@@ -387,11 +388,11 @@ class SpriteModel(nn.Module):
             # the choice needs every candidate but no gradient: with selection_downsample = f
             # they are rendered and compared at (H/f)², f² times fewer pixels (image, background
             # and noise area-averaged to match)
-            f = self.cfg.selection_downsample
-            rendered = self.render_all(features, self.training, _area_downsample(noise, f), frozen, size=self.H // f)
-            backgrounds = _area_downsample(self.render_backgrounds(features, frozen), f)
+            side = self.H // self.cfg.selection_downsample
+            rendered = self.render_all(features, self.training, _area_resize(noise, side), frozen, size=side)
+            backgrounds = _area_resize(self.render_backgrounds(features, frozen), side)
             occ = self.occlusion(features)
-            candidate, bkg_choice, _, _ = self.choose(_area_downsample(x, f), rendered, backgrounds, occ, frozen)
+            candidate, bkg_choice, _, _ = self.choose(_area_resize(x, side), rendered, backgrounds, occ, frozen)
             choice, turns = self.split_candidates(candidate)
         layers, alphas, _ = self.render_chosen(features, choice, turns, self.training, noise, frozen)
         backgrounds = self.render_backgrounds(features, frozen)
