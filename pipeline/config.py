@@ -96,6 +96,7 @@ class ModelConfig:
     encoder_pool: int = _opt(1, "the encoder's features are pooled to pool × pool cells (more than 1 keeps where things are)")
     sprite_init: str = _opt("constant", "initial sprites: constant (0.9 grey, as the paper) or samples (random crops)", choices=("constant", "samples"))
     mask_init_std: float = _opt(0.0, "std in px of the Gaussian initial mask; 0 = a fifth of the sprite size")
+    mask_init_elongation: float = _opt(1.0, "1 = round initial masks (the paper); above 1 each starts this many times longer than wide (std ratio along / across), mask k turned k · 180°/K, so that sprites can take the shapes of a collection seen at every orientation (e.g. 1.25)")
     background_init: str = _opt("mean", "background initialisation: mean image or constant 0.5", choices=("mean", "constant"))
     mask_noise: float = _opt(0.4, "uniform noise amplitude added to masks during training")
     reassign_threshold: float = _opt(0.2, "re-seed a sprite used by fewer than threshold / K of the images")
@@ -325,6 +326,8 @@ def validate(cfg: Config) -> None:
             raise SpritesError(f"model.{key} must be 0 or more; got {getattr(m, key)}")
     if not 0 <= m.reassign_duplicate <= 1:
         raise SpritesError(f"model.reassign_duplicate must be in [0, 1] (0 = off, 0.8 = the same shape drawn twice); got {m.reassign_duplicate}")
+    if m.mask_init_elongation < 1:
+        raise SpritesError(f"model.mask_init_elongation must be 1 (round masks) or more (e.g. 1.25); got {m.mask_init_elongation}")
     if m.morpho_kernel % 2 == 0:
         raise SpritesError(f"model.morpho_kernel must be odd; got {m.morpho_kernel}")
     if not m.transparent and (m.layers > 1 or m.background):

@@ -86,13 +86,18 @@ class Decomposition:
 ELONGATION = 1.25  # initial masks' std ratio x / y with turn candidates (model.rotations > 1)
 
 
-def gaussian_masks(K: int, s: int, std: float, elongation: float = 1.0) -> torch.Tensor:
-    """The paper's initial masks: K copies of a Gaussian of `std` px centred in s × s -> (K, 1, s, s);
-    `elongation` > 1 stretches it along x (std · e) and squeezes it along y (std / e)."""
+def gaussian_masks(K: int, s: int, std: float, elongation: float = 1.0, turned: bool = False) -> torch.Tensor:
+    """The paper's initial masks: K Gaussians of `std` px centred in s × s -> (K, 1, s, s).
+    `elongation` > 1 stretches them along their long axis (std · e) and squeezes them across it
+    (std / e); the long axis is x, or with `turned` mask k's is turned k · 180°/K (evenly over a
+    half-turn: an elongated Gaussian looks the same after half a turn)."""
     r = torch.arange(s, dtype=torch.float32) - (s - 1) / 2
-    gy = torch.exp(-0.5 * (r / (std / elongation)) ** 2)
-    gx = torch.exp(-0.5 * (r / (std * elongation)) ** 2)
-    return (gy[:, None] * gx[None, :]).expand(K, 1, s, s).clone()  # clone: no aliasing
+    y, x = r[:, None], r[None, :]                                          # (s, 1), (1, s)
+    angle = torch.arange(K, dtype=torch.float32) * (math.pi / K if turned else 0.0)
+    c, n = angle.cos()[:, None, None], angle.sin()[:, None, None]          # (K, 1, 1)
+    along, across = c * x + n * y, c * y - n * x                           # (K, s, s)
+    g = torch.exp(-0.5 * (along / (std * elongation)) ** 2) * torch.exp(-0.5 * (across / (std / elongation)) ** 2)
+    return g[:, None].contiguous()
 
 
 def _area_resize(t: torch.Tensor | None, side: int) -> torch.Tensor | None:
@@ -127,9 +132,11 @@ class SpriteModel(nn.Module):
         self.prototypes = nn.Parameter(protos.clone())
         if cfg.transparent:
             # a round mask looks the same at every quarter-turn: the selection could never tell the
-            # turns apart, so with turn candidates the masks start elongated
-            elongation = ELONGATION if self.R > 1 else 1.0
-            self.masks = nn.Parameter(gaussian_masks(K, s, cfg.mask_init_std or s / 5, elongation))
+            # turns apart, so with turn candidates the masks start elongated along x (the turns
+            # orient them); model.mask_init_elongation > 1 elongates them and turns mask k by k·180°/K
+            turned = cfg.mask_init_elongation > 1
+            elongation = cfg.mask_init_elongation if turned else (ELONGATION if self.R > 1 else 1.0)
+            self.masks = nn.Parameter(gaussian_masks(K, s, cfg.mask_init_std or s / 5, elongation, turned))
         else:
             self.register_parameter("masks", None)
         if self.M:

@@ -210,6 +210,19 @@ class TestInitialMasks:
         model, _ = _model("scenes", sprites=2, layers=2)
         assert torch.allclose(model.masks[0, 0], torch.rot90(model.masks[0, 0], 1))  # the paper's
 
+    def test_elongated_and_turned_evenly_over_a_half_turn(self):
+        m = gaussian_masks(4, 12, 2.5, elongation=1.25, turned=True)[:, 0]    # (4, 12, 12)
+        assert torch.allclose(m[0], gaussian_masks(1, 12, 2.5, elongation=1.25)[0, 0])  # mask 0 along x
+        assert torch.allclose(m[2], m[0].t(), atol=1e-6)                     # mask 2 turned 90°
+        assert torch.allclose(m[1], m[1].flip(0).flip(1), atol=1e-6)         # 45°: still centred
+        assert m[1][9, 9] > m[1][2, 9] and m[3][2, 9] > m[3][9, 9]           # 45° and 135° differ
+        model, _ = _model("scenes", sprites=4, layers=2, mask_init_elongation=1.25)
+        assert torch.allclose(model.masks[2, 0], model.masks[0, 0].t(), atol=1e-6)
+
+    def test_elongation_below_one_is_refused(self):
+        with pytest.raises(SpritesError, match="mask_init_elongation"):
+            config_from_dict({"model": {"mask_init_elongation": 0.5}}, preset="scenes")
+
     def test_duplicate_overlap_out_of_range_is_refused(self):
         with pytest.raises(SpritesError, match="reassign_duplicate"):
             config_from_dict({"model": {"reassign_duplicate": 1.5}}, preset="scenes")
