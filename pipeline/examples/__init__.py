@@ -65,9 +65,9 @@ EXAMPLES: dict[str, Example] = {
         # As the reference's dsprites config (K = 3 sprites that rotate by a similarity, 4×4 encoder
         # map, predicted occlusion, greedy × 3), the three masks became discs within a 45-minute
         # budget (ARI-FG 73.6 % at 1 thread): the similarity head never learned which way a shape
-        # points. Here twelve sprites that do not rotate, started as ellipses turned evenly over a
+        # points. Here sprites that do not rotate, started as ellipses turned evenly over a
         # half-turn, each take a shape at an orientation, as tetrominoes' 19 sprites take its
-        # rotated pieces (76.9 % at 1 thread, 88 epochs). More sprites did better (at 2 threads:
+        # rotated pieces (twelve: 76.9 % at 1 thread, 88 epochs). More sprites did better (at 2 threads:
         # 12: 81.2 %, 20: 82.9 %, 24: 83.9 %, a turn every 7.5°); the selection compares their
         # candidates at 16×16, which keeps the step about as fast as twelve at 32×32 (the chosen sprites
         # are still drawn at full size for the loss). The empty-sprite penalty is 3× the paper's:
