@@ -63,7 +63,7 @@ def init(directory, images, preset, example, count, seed, sets, force):
       sprites init letters --images 'books/**/*.png' --preset clustering --set model.sprites=30
       sprites init demo --example tetrominoes
     """
-    from pipeline.project import init_project
+    from pipeline.core.project import init_project
     if example is not None and example not in _example_names():
         _fail(SpritesError(f"unknown example {example!r}: choose one of {', '.join(_example_names())}"))
     try:
@@ -94,8 +94,8 @@ def run(stages, project_dir, sets, force, quiet):
       sprites run all --project myproject
       sprites run ingest -p myproject --set ingest.size=32
     """
-    from pipeline.project import Project
-    from pipeline.runner import run_stages
+    from pipeline.core.project import Project
+    from pipeline.core.runner import run_stages
     try:
         project = Project.open(project_dir)
         cfg = project.config(sets)
@@ -112,8 +112,8 @@ def run(stages, project_dir, sets, force, quiet):
 @_set_option
 def status(project_dir, sets):
     """Say which stages are fresh, stale (and why) or missing."""
-    from pipeline.project import Project
-    from pipeline.runner import resolve_targets, stage_status
+    from pipeline.core.project import Project
+    from pipeline.core.runner import resolve_targets, stage_status
     try:
         project = Project.open(project_dir)
         cfg = project.config(sets)
@@ -146,7 +146,7 @@ def eval_cmd(project_dir, labels, masks):
       sprites eval --project demo
       sprites eval -p letters --labels letters-classes.csv
     """
-    from pipeline.evaluate import evaluate, format_summary
+    from pipeline.evaluation.evaluate import evaluate, format_summary
     try:
         result = evaluate(project_dir, labels=labels, masks=masks)
     except SpritesError as e:
@@ -182,7 +182,7 @@ def bench_speed(preset, threads, batch, steps, warmup, decompose_steps, variants
     Times exactly zero_grad + forward + backward + Adam step on a pre-built batch (as the
     reference figures were measured: batch 32, 2 threads), then decompose with batch 256.
     """
-    from pipeline.bench import speed_bench, write_json
+    from pipeline.evaluation.bench import speed_bench, write_json
     try:
         result = speed_bench(preset, threads=threads, batch=batch, steps=steps, warmup=warmup,
                              decompose_steps=decompose_steps, log=click.echo, variants=variants or ("eager",),
@@ -205,7 +205,7 @@ def bench_quality(name, minutes, count, directory, sets, quiet):
 
     The line is saved as DIR/exports/bench.json.
     """
-    from pipeline.bench import format_quality, quality_bench
+    from pipeline.evaluation.bench import format_quality, quality_bench
     try:
         line = quality_bench(name, minutes=minutes, count=count, directory=directory, sets=sets,
                              log=click.echo, progress=not quiet)
@@ -228,7 +228,7 @@ def bench_ingest(count, size, crop, fmt, directory, json_path):
 
     Reports images/s and the peak memory of the ingest's own processes (run in a subprocess).
     """
-    from pipeline.bench import format_ingest, ingest_bench, write_json
+    from pipeline.evaluation.bench import format_ingest, ingest_bench, write_json
     try:
         result = ingest_bench(count=count, size=size, crop=crop, directory=directory, log=click.echo, fmt=fmt)
         for line in format_ingest(result):

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.compositor import instance_labels, nearest_layer_labels
-from pipeline.train import pick_device, set_threads
-from pipeline.store import write_stage
+from pipeline.models.sprites.compositor import instance_labels, nearest_layer_labels
+from pipeline.models.fit import pick_device, set_threads
+from pipeline.core.store import write_stage
 
 NAME = "decompose"
 DEPS = ("ingest", "train")

@@ -37,12 +37,12 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.errors import SpritesError
-from pipeline.fingerprint import stable_hash
-from pipeline.metadata import join_metadata, manifest_columns, read_metadata
-from pipeline.sources import (CutOptions, Fetcher, check_options, cut_page, download_pages, local_inputs,
+from pipeline.core.fingerprint import stable_hash
+from pipeline.ingest.metadata import join_metadata, manifest_columns, read_metadata
+from pipeline.ingest.sources import (CutOptions, Fetcher, check_options, cut_page, download_pages, local_inputs,
                               plan_pages)
-from pipeline.sources.collect import project_path
-from pipeline.store import read_strings, string_dataset, write_stage
+from pipeline.ingest.sources.collect import project_path
+from pipeline.core.store import read_strings, string_dataset, write_stage
 
 NAME = "ingest"
 DEPS: tuple[str, ...] = ()

@@ -22,13 +22,13 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline import __version__
-from pipeline.exports import assignment_rows, write_assignments, write_masks, write_sprite_pngs
-from pipeline.fingerprint import stable_hash
-from pipeline.provenance import read_provenance, write_page_thumbs
-from pipeline.render import ReportData, environment, fmt_duration, fmt_number, render_report
-from pipeline.store import pid_alive, read_strings, string_dataset, write_stage
-from pipeline.thumbs import front_layer, render_aligned, rgba, sample_images, sprite_bank, to_hwc, write_png
-from pipeline.train import set_threads
+from pipeline.report.exports import assignment_rows, write_assignments, write_masks, write_sprite_pngs
+from pipeline.core.fingerprint import stable_hash
+from pipeline.report.provenance import read_provenance, write_page_thumbs
+from pipeline.report.render import ReportData, environment, fmt_duration, fmt_number, render_report
+from pipeline.core.store import pid_alive, read_strings, string_dataset, write_stage
+from pipeline.report.thumbs import front_layer, render_aligned, rgba, sample_images, sprite_bank, to_hwc, write_png
+from pipeline.models.fit import set_threads
 
 NAME = "report"
 DEPS = ("ingest", "train", "decompose")
@@ -209,7 +209,7 @@ def _plural(count: int, word: str) -> str:
 
 
 def _report_data(ctx, ing, dec, tr, model, train_attrs, sample, exports, provenance) -> ReportData:
-    from pipeline.config import render_toml
+    from pipeline.core.config import render_toml
     cfg, n = ctx.config, ing["crops"].shape[0]
     front = dec["front"][()]
     error = dec["error"][()]

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from pipeline.errors import SpritesError
-from pipeline.model import SpriteModel, check_model_config
-from pipeline.state_io import load_tree, save_tree
-from pipeline.store import write_atomic_h5, write_stage
-from pipeline.train import TrainState, fit, make_optimizer, pick_device, set_threads
+from pipeline.models.sprites.model import SpriteModel, check_model_config
+from pipeline.models.state_io import load_tree, save_tree
+from pipeline.core.store import write_atomic_h5, write_stage
+from pipeline.models.fit import TrainState, fit, make_optimizer, pick_device, set_threads
 
 NAME = "train"
 DEPS = ("ingest",)
@@ -123,7 +123,7 @@ def run(ctx) -> None:
 
 def load_model(project, device="cpu") -> tuple[SpriteModel, dict]:
     """The trained model of a project, rebuilt from cache/train.h5."""
-    from pipeline.config import config_from_dict
+    from pipeline.core.config import config_from_dict
     path = project.stage_path(NAME)
     with h5py.File(path, "r") as f:
         config = json.loads(f.attrs["config_json"])

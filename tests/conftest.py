@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from pipeline.project import Project, init_project
+from pipeline.core.project import Project, init_project
 
 # Folder → (width, height) of the images of the tiny collection: nested folders, several sizes.
 TINY_LAYOUT = {

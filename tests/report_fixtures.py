@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.project import Project, init_project
-from pipeline.runner import run_stages
+from pipeline.core.project import Project, init_project
+from pipeline.core.runner import run_stages
 
 _BUILT: dict[str, Project] = {}
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipeline.bench import PRESET_CASES, SPEED_CASES, _prepare_dir, case_config, ingest_bench, quality_bench
+from pipeline.evaluation.bench import PRESET_CASES, SPEED_CASES, _prepare_dir, case_config, ingest_bench, quality_bench
 from pipeline.cli import cli
 from pipeline.errors import SpritesError
 from pipeline.examples import EXAMPLES
@@ -83,7 +83,7 @@ def test_cli_bench_speed_variants_in_one_run(cli_runner, tmp_path):
 
 
 def test_bench_speed_unknown_variant():
-    from pipeline.bench import speed_bench
+    from pipeline.evaluation.bench import speed_bench
     with pytest.raises(SpritesError, match="unknown variant 'fast'"):
         speed_bench("clustering", steps=1, warmup=0, variants=("fast",), log=lambda m: None)
 
@@ -113,7 +113,7 @@ def test_cli_bench_speed_bad_override_fails_before_timing(cli_runner, override, 
 
 def test_bench_speed_skips_a_case_the_override_does_not_suit(monkeypatch):
     # scenes: selection_downsample = 2 suits multi-dsprites (64 px) but not tetrominoes (35 px)
-    from pipeline import bench
+    from pipeline.evaluation import bench
     timed = []
     monkeypatch.setattr(bench, "speed_case", lambda case, **kw: timed.append(case.name) or {
         "case": case.name, "img_per_s": 1.0, "s_per_iter": 1.0, "reference_img_per_s": None, "ratio": None,

@@ -12,7 +12,7 @@ import stages
 from conftest import TINY_COUNT, synthetic_image
 from pipeline import __version__
 from pipeline.cli import cli
-from pipeline.config import SECTIONS
+from pipeline.core.config import SECTIONS
 
 
 def ok(runner, *args):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from pipeline.compositor import (
+from pipeline.models.sprites.compositor import (
     composite,
     fixed_occlusion,
     harden_occlusion,

@@ -1,4 +1,4 @@
-"""pipeline.config: parsing --set values, typing, validation, presets, loading and rendering."""
+"""pipeline.core.config: parsing --set values, typing, validation, presets, loading and rendering."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import tomllib
 
 import pytest
 
-from pipeline.config import (
+from pipeline.core.config import (
     PRESETS,
     SECTIONS,
     Config,

@@ -1,4 +1,4 @@
-"""pipeline.cropping: binarisation, connected components (letters, dots merged), grid tiles,
+"""pipeline.ingest.cropping: binarisation, connected components (letters, dots merged), grid tiles,
 reading order; and the `components` / `grid` crop methods through the ingest stage."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.cropping import binarize, components, grid, reading_order
-from pipeline.runner import run_stages
-from pipeline.store import read_strings
+from pipeline.ingest.cropping import binarize, components, grid, reading_order
+from pipeline.core.runner import run_stages
+from pipeline.core.store import read_strings
 
 # Known text: every letter is drawn on its own with a gap, so no two letters touch; i and j carry
 # dots (13 of them), which must be merged into their letters.

@@ -5,13 +5,13 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from pipeline.cli import cli
-from pipeline.config import config_reference
+from pipeline.core.config import config_reference
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 
 
 def test_config_reference_is_current():
-    assert config_reference() in README, "README's configuration reference is stale: paste pipeline.config.config_reference()"
+    assert config_reference() in README, "README's configuration reference is stale: paste pipeline.core.config.config_reference()"
 
 
 def test_every_command_documented_and_has_help():

@@ -11,10 +11,10 @@ import pytest
 
 from pipeline.cli import cli
 from pipeline.errors import SpritesError
-from pipeline.evaluate import evaluate, read_labels
-from pipeline.project import init_project
-from pipeline.runner import run_stages
-from pipeline.store import read_strings, stage_attrs, write_stage
+from pipeline.evaluation.evaluate import evaluate, read_labels
+from pipeline.core.project import init_project
+from pipeline.core.runner import run_stages
+from pipeline.core.store import read_strings, stage_attrs, write_stage
 
 QUIET = {"log": lambda *a, **k: None, "progress": False}
 
@@ -224,7 +224,7 @@ def test_cli_eval(glyphs, cli_runner):
 
 
 def test_masks_in_image_coordinates_are_cut_and_placed_in_the_crop():
-    from pipeline.evaluate import _to_crop
+    from pipeline.evaluation.evaluate import _to_crop
     mask = np.zeros((40, 20), np.uint8)   # image 20 wide, 40 high
     mask[:20] = 1                         # top half object 1
     mask[20:] = 2                         # bottom half object 2

@@ -93,7 +93,7 @@ def test_tetromino_pieces_are_never_judged_duplicates():
     """The example's duplicate threshold sits above the overlap of any two different pieces (they
     share at most 3 of 4 cells: 0.6) and below that of a piece with itself, shifted on its canvas."""
     import torch
-    from pipeline.reassign import mask_overlap
+    from pipeline.models.sprites.reassign import mask_overlap
     threshold = EXAMPLES["tetrominoes"].config["model"]["reassign_duplicate"]
     canvas = torch.full((2 * 19, 1, 24, 24), -10.0)          # raw mask parameters: opacity ≈ 0
     for i, piece in enumerate(tetrominoes.MASKS):
@@ -218,7 +218,7 @@ def test_registry_and_generate_example(tmp_path):
 
 
 def test_recommended_config_is_valid():
-    from pipeline.config import config_from_dict, set_value
+    from pipeline.core.config import config_from_dict, set_value
     for example in EXAMPLES.values():
         cfg = config_from_dict({}, preset=example.preset)
         for section, values in example.config.items():

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.exports import transform_columns
-from pipeline.store import read_strings
+from pipeline.report.exports import transform_columns
+from pipeline.core.store import read_strings
 from report_fixtures import coins_project, glyphs_project
 
 

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.cropping import components
-from pipeline.runner import run_stages, stage_status
-from pipeline.sources.iiif import ManifestError, choose_size, image_request, parse_manifest, text_value
-from pipeline.store import read_strings
+from pipeline.ingest.cropping import components
+from pipeline.core.runner import run_stages, stage_status
+from pipeline.ingest.sources.iiif import ManifestError, choose_size, image_request, parse_manifest, text_value
+from pipeline.core.store import read_strings
 from test_cropping import GLYPH_LINES, glyph_count, glyph_page
 
 FAST = ["ingest.iiif_delay=0.02", "ingest.iiif_timeout=0.5", "ingest.iiif_retries=3"]

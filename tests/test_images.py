@@ -1,4 +1,4 @@
-"""pipeline.images: listing a collection, reading every common format, square crops with padding."""
+"""pipeline.ingest.images: listing a collection, reading every common format, square crops with padding."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from pipeline.errors import SpritesError
-from pipeline.images import list_images, load_crop, to_uint8_array
+from pipeline.ingest.images import list_images, load_crop, to_uint8_array
 
 
 def _noise(h, w, c=3, seed=0):

@@ -12,8 +12,8 @@ from PIL import Image
 
 from conftest import TINY_COUNT, png_bytes, synthetic_image
 from pipeline.errors import SpritesError
-from pipeline.runner import run_stages, stage_status
-from pipeline.store import read_strings, stage_attrs
+from pipeline.core.runner import run_stages, stage_status
+from pipeline.core.store import read_strings, stage_attrs
 
 
 def _ingest(project, quiet, *sets):
@@ -64,7 +64,7 @@ class TestTinyCollection:
         assert _read(project)["crops"].shape == (TINY_COUNT, 1, 24, 24)
 
     def test_matches_load_crop(self, project, quiet, tiny_collection):
-        from pipeline.images import load_crop
+        from pipeline.ingest.images import load_crop
         _ingest(project, quiet)
         d = _read(project)
         i = d["source"].index("book2/img01.png")
@@ -200,7 +200,7 @@ class TestGlob:
 class TestManyImagesInWorkers:
     def test_pool_path_same_as_serial(self, make_project, tmp_path, quiet):
         """≥ 200 images go through the worker pool; the result is the same as one by one."""
-        from pipeline.images import load_crop
+        from pipeline.ingest.images import load_crop
         root = tmp_path / "many"
         root.mkdir()
         blobs = [png_bytes(synthetic_image(12 + s % 5, 12 + s % 3, s)) for s in range(8)]

@@ -1,4 +1,4 @@
-"""pipeline.metadata: a CSV joined to the crops by source or id; unmatched rows and sources
+"""pipeline.ingest.metadata: a CSV joined to the crops by source or id; unmatched rows and sources
 reported (log + ingest.h5 metadata_unmatched/*); columns stored as metadata/<column>."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import pytest
 
 from conftest import synthetic_image
 from pipeline.errors import SpritesError
-from pipeline.metadata import column_name, join_metadata, read_metadata
-from pipeline.runner import run_stages, stage_status
-from pipeline.store import read_strings
+from pipeline.ingest.metadata import column_name, join_metadata, read_metadata
+from pipeline.core.runner import run_stages, stage_status
+from pipeline.core.store import read_strings
 from test_cropping import GLYPH_LINES, glyph_page
 from test_pdf import write_pdf
 

@@ -1,4 +1,4 @@
-"""Tests for pipeline.metrics: hand-worked cases (arithmetic in the comments) and brute-force checks."""
+"""Tests for pipeline.evaluation.metrics: hand-worked cases (arithmetic in the comments) and brute-force checks."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import SpritesError
-from pipeline.metrics import (
+from pipeline.evaluation.metrics import (
     ari,
     ari_all,
     ari_fg,

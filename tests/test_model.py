@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.compositor import composite
-from pipeline.config import config_from_dict
+from pipeline.models.sprites.compositor import composite
+from pipeline.core.config import config_from_dict
 from pipeline.errors import SpritesError
-from pipeline.heads import SequenceHeads
-from pipeline.model import SpriteModel, check_model_config, gaussian_masks
-from pipeline.reassign import mask_overlap, reassign_unused
-from pipeline.train import make_optimizer
+from pipeline.models.sprites.heads import SequenceHeads
+from pipeline.models.sprites.model import SpriteModel, check_model_config, gaussian_masks
+from pipeline.models.sprites.reassign import mask_overlap, reassign_unused
+from pipeline.models.fit import make_optimizer
 
 
 def _model(preset="objects", size=16, channels=3, **model):
@@ -100,7 +100,7 @@ class TestSpriteModel:
     ])
     def test_selection_finds_the_turn(self, rotations, cases, exact):
         # an image equal to sprite k turned r · 360°/R is (k, r), and its quarter_turns is r · 4/R
-        from pipeline.transforms import turn_eighths
+        from pipeline.models.sprites.transforms import turn_eighths
         model, _ = _model("clustering", size=16, channels=1, sprites=3, transforms=["affine"], curriculum=[],
                           rotations=rotations)
         model.eval()
@@ -116,7 +116,7 @@ class TestSpriteModel:
 
     def test_aligned_thumbnails_redraw_the_turned_sprites(self):
         # the report redraws each crop's sprite from decompose.h5's parameters, turns included
-        from pipeline.thumbs import render_aligned, to_uint8
+        from pipeline.report.thumbs import render_aligned, to_uint8
         model, _ = _model("scenes", sprites=3, layers=2, rotations=8, transforms=["similarity"], curriculum=[],
                           empty_sprite=False)
         model.eval()

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from conftest import synthetic_image
-from pipeline.runner import run_stages, stage_status
-from pipeline.sources.pdf import PdfError, page_count, render_page
-from pipeline.store import read_strings
+from pipeline.core.runner import run_stages, stage_status
+from pipeline.ingest.sources.pdf import PdfError, page_count, render_page
+from pipeline.core.store import read_strings
 from test_cropping import GLYPH_LINES, glyph_count, glyph_page
 
 

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from browser import load, open_browser, unavailable
-from pipeline.provenance import Provenance, read_provenance
-from pipeline.sources.pages import PAGE_THUMB
+from pipeline.report.provenance import Provenance, read_provenance
+from pipeline.ingest.sources.pages import PAGE_THUMB
 from report_fixtures import quiet_run
 from test_cropping import GLYPH_LINES, glyph_count, glyph_page
 from test_iiif import FAST, FakeIIIF, manifest_v2, manifest_v3
@@ -70,7 +70,7 @@ def test_targets_and_places():
 
 
 def test_outline_is_the_box_in_percent_of_the_page_extent():
-    from pipeline.provenance import PageThumb
+    from pipeline.report.provenance import PageThumb
     p = _provenance(page_row=np.array([0]), pages=[PageThumb(0, "a/p.png", (0.0, 0.0, 2000.0, 3000.0), 400, 600)])
     assert p.outline(0) == {"left": 10.0, "top": 10.0, "width": 5.0, "height": 5.0}
     assert _provenance().outline(0) is None             # no page thumbnail: no outline
@@ -85,7 +85,7 @@ def test_metadata_of_skips_empty_values():
 
 @pytest.fixture(scope="module")
 def pdf_project(tmp_path_factory):
-    from pipeline.project import init_project
+    from pipeline.core.project import init_project
     root = tmp_path_factory.mktemp("pdfprov")
     scans = root / "scans"
     scans.mkdir()
@@ -228,8 +228,8 @@ def test_whole_images_make_no_page_views(tmp_path, make_project, tiny_collection
 
 
 def test_a_project_inside_its_images_folder_ignores_its_own_files(tmp_path, tiny_collection):
-    from pipeline.project import init_project
-    from pipeline.runner import stage_status
+    from pipeline.core.project import init_project
+    from pipeline.core.runner import stage_status
     project = init_project(tiny_collection / "proj", images=str(tiny_collection), preset="clustering", sets=TINY)
     quiet_run(project)
     with h5py.File(project.stage_path("ingest"), "r") as f:

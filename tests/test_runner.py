@@ -1,4 +1,4 @@
-"""pipeline.runner: fingerprints, fresh/stale/missing with reasons, skipping, forcing, and a real
+"""pipeline.core.runner: fingerprints, fresh/stale/missing with reasons, skipping, forcing, and a real
 SIGKILL in the middle of a stage."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 import stages
 from conftest import TINY_COUNT, png_bytes, synthetic_image
 from pipeline.errors import SpritesError
-from pipeline.runner import resolve_targets, run_stages, stage_status
-from pipeline.store import stage_attrs, write_stage
+from pipeline.core.runner import resolve_targets, run_stages, stage_status
+from pipeline.core.store import stage_attrs, write_stage
 
 
 def _state(project, *sets, stage="ingest"):

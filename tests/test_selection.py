@@ -3,9 +3,9 @@ import itertools
 import pytest
 import torch
 
-from pipeline import selection
-from pipeline.compositor import composite, occlusion_from_logits
-from pipeline.selection import (
+from pipeline.models.sprites import selection
+from pipeline.models.sprites.compositor import composite, occlusion_from_logits
+from pipeline.models.sprites.selection import (
     exhaustive_select,
     gather_choice,
     greedy_select,

@@ -1,4 +1,4 @@
-"""pipeline.sources.boxes and `ingest.crop = "boxes"` on local images and PDF pages: a CSV and a
+"""pipeline.ingest.sources.boxes and `ingest.crop = "boxes"` on local images and PDF pages: a CSV and a
 W3C / IIIF annotation file naming the same boxes give the same crops."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.cropping import components
+from pipeline.ingest.cropping import components
 from pipeline.errors import SpritesError
-from pipeline.runner import run_stages
-from pipeline.sources.boxes import Box, read_boxes
-from pipeline.store import read_strings
+from pipeline.core.runner import run_stages
+from pipeline.ingest.sources.boxes import Box, read_boxes
+from pipeline.core.store import read_strings
 from test_cropping import GLYPH_LINES, glyph_page
 from test_pdf import write_pdf
 
@@ -114,7 +114,7 @@ class TestThroughStage:
         assert a["box"].tolist() == [list(bx) for _, bx in boxes[6:]] + [list(bx) for _, bx in boxes[:6]]
         assert a["label"][:2] == ["bo6", "bo7"]
         # the crop is the box's content, squared: same as cutting the page by hand
-        from pipeline.images import square_crop
+        from pipeline.ingest.images import square_crop
         x, y, w, h = boxes[0][1]
         assert np.array_equal(a["crops"][4], square_crop(glyph_page()[y:y + h, x:x + w], 24)[0])
 

@@ -1,4 +1,4 @@
-"""pipeline.sources.collect: what a source string is, several sources combined, the images root,
+"""pipeline.ingest.sources.collect: what a source string is, several sources combined, the images root,
 and the digest `sprites status` uses (no network)."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import h5py
 import pytest
 
 from conftest import synthetic_image
-from pipeline.config import IngestConfig
+from pipeline.core.config import IngestConfig
 from pipeline.errors import SpritesError
-from pipeline.runner import run_stages, stage_status
-from pipeline.sources.collect import local_inputs, resolve_specs
-from pipeline.store import read_strings
+from pipeline.core.runner import run_stages, stage_status
+from pipeline.ingest.sources.collect import local_inputs, resolve_specs
+from pipeline.core.store import read_strings
 from test_cropping import GLYPH_LINES, glyph_page
 from test_pdf import write_pdf
 

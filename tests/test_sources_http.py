@@ -1,4 +1,4 @@
-"""pipeline.sources.http.Fetcher against the local fake IIIF server: cache, retries, Retry-After,
+"""pipeline.ingest.sources.http.Fetcher against the local fake IIIF server: cache, retries, Retry-After,
 errors that are not retried, answers that are not what was asked for."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pipeline.sources.http import Fetcher, FetchError, _retry_after, url_key
+from pipeline.ingest.sources.http import Fetcher, FetchError, _retry_after, url_key
 from test_iiif import FakeIIIF
 
 

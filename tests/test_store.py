@@ -1,4 +1,4 @@
-"""pipeline.store: atomic stage files, attributes, temporaries of killed runs."""
+"""pipeline.core.store: atomic stage files, attributes, temporaries of killed runs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pipeline import __version__
-from pipeline.store import (
+from pipeline.core.store import (
     clean_temporaries,
     read_stage,
     read_strings,

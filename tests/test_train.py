@@ -6,10 +6,10 @@ import h5py
 import pytest
 import torch
 
-from pipeline.config import config_from_dict
-from pipeline.model import SpriteModel
-from pipeline.state_io import load_tree, save_tree
-from pipeline.train import SETTLE, TrainState, fit, make_optimizer
+from pipeline.core.config import config_from_dict
+from pipeline.models.sprites.model import SpriteModel
+from pipeline.models.state_io import load_tree, save_tree
+from pipeline.models.fit import SETTLE, TrainState, fit, make_optimizer
 
 
 def _setup(epochs=2, reassign_every=3, **model):

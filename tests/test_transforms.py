@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-from pipeline.transforms import (
+from pipeline.models.sprites.transforms import (
     ALIASES,
     TRANSFORMS,
     affine,

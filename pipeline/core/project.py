@@ -7,9 +7,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import Config, PRESETS, apply_overrides, config_from_dict, load_config, render_toml, set_value
+from pipeline.core.config import Config, PRESETS, apply_overrides, config_from_dict, load_config, render_toml, set_value
 from pipeline.errors import SpritesError
-from pipeline.sources.http import is_url
+from pipeline.ingest.sources.http import is_url
 
 __all__ = ["Project", "init_project", "CONFIG_NAME"]
 

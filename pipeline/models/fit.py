@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.config import TrainConfig
-from pipeline.model import SpriteModel
-from pipeline.reassign import reassign_unused
+from pipeline.core.config import TrainConfig
+from pipeline.models.sprites.model import SpriteModel
+from pipeline.models.sprites.reassign import reassign_unused
 
 __all__ = ["TrainState", "fit", "make_optimizer", "pick_device", "set_threads"]
 

@@ -26,7 +26,7 @@ __all__ = ["IMAGE_EXTENSIONS", "DOCUMENT_EXTENSIONS", "Listing", "list_images", 
            "to_uint8_array", "decode_image", "DecodedImage", "square_crop"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
-DOCUMENT_EXTENSIONS = (".pdf",)  # listed with the images; each page becomes an image (pipeline.sources.pdf)
+DOCUMENT_EXTENSIONS = (".pdf",)  # listed with the images; each page becomes an image (pipeline.ingest.sources.pdf)
 cv2.setNumThreads(1)  # crops are made in worker processes; nested threads only oversubscribe
 
 

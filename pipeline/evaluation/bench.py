@@ -74,7 +74,7 @@ PRESET_CASES = {
 
 def case_config(case: SpeedCase):
     """The Config of a speed case: preset, then the example's recommended config, then overrides."""
-    from pipeline.config import config_from_dict
+    from pipeline.core.config import config_from_dict
     data: dict[str, dict] = {}
     if case.example:
         from pipeline.examples import EXAMPLES
@@ -136,8 +136,8 @@ def speed_case(case: SpeedCase, batch: int = 32, steps: int = 10, warmup: int = 
     NHWC tensors, `compile` wraps the encoder in `torch.compile` (its compile time, the first
     warm-up step, is reported apart). Training itself runs eager: see the README's figures."""
     import torch
-    from pipeline.model import SpriteModel
-    from pipeline.train import make_optimizer
+    from pipeline.models.sprites.model import SpriteModel
+    from pipeline.models.fit import make_optimizer
     resettable = _reset_peak_rss()
     cfg = case_config(case)
     torch.manual_seed(seed)
@@ -189,7 +189,7 @@ def speed_case(case: SpeedCase, batch: int = 32, steps: int = 10, warmup: int = 
 def with_model_overrides(case: SpeedCase, sets: tuple[str, ...]) -> SpeedCase:
     """`case` with `--set model.KEY=VALUE` overrides, named after them (only model keys change a
     training step's cost; checked against the config like any project's)."""
-    from pipeline.config import parse_override
+    from pipeline.core.config import parse_override
     model, names = dict(case.model), []
     for text in sets:
         section, key, value = parse_override(text)
@@ -204,7 +204,7 @@ def with_model_overrides(case: SpeedCase, sets: tuple[str, ...]) -> SpeedCase:
 
 def _unfit_reason(case: SpeedCase) -> str | None:
     """Why the model of `case` cannot be built (e.g. an override that does not suit its crop size), or None."""
-    from pipeline.model import check_model_config
+    from pipeline.models.sprites.model import check_model_config
     try:
         check_model_config(case_config(case).model, case.size)
     except SpritesError as e:
@@ -218,7 +218,7 @@ def speed_bench(preset: str = "all", threads: int = 0, batch: int = 32, steps: i
     """Run the speed cases of `preset`; `log` gets one formatted line per case as it finishes.
     With `sets` (model overrides), each case is also timed with them, right after itself."""
     import torch
-    from pipeline.train import set_threads
+    from pipeline.models.fit import set_threads
     if preset not in PRESET_CASES:
         raise SpritesError(f"unknown preset {preset!r}: choose one of {', '.join(PRESET_CASES)}")
     if steps < 1 or warmup < 0 or batch < 1:
@@ -296,10 +296,10 @@ def quality_bench(name: str, minutes: float | None = None, count: int | None = N
                   log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
     """Init example `name` in `directory`, train for `minutes`, run all stages, evaluate."""
     import h5py
-    from pipeline.evaluate import evaluate
+    from pipeline.evaluation.evaluate import evaluate
     from pipeline.examples import EXAMPLES
-    from pipeline.project import init_project
-    from pipeline.runner import run_stages
+    from pipeline.core.project import init_project
+    from pipeline.core.runner import run_stages
     if name not in EXAMPLES:
         raise SpritesError(f"unknown example {name!r}: choose one of {', '.join(EXAMPLES)}")
     minutes = QUALITY_MINUTES.get(name, 10.0) if minutes is None else float(minutes)
@@ -338,7 +338,7 @@ def quality_bench(name: str, minutes: float | None = None, count: int | None = N
                     miou_nobkg=m.get("miou_nobkg"), macc_nobkg=m.get("macc_nobkg"))
     line["eval"] = scores.get("path")
     path = project.exports_dir / "bench.json"
-    from pipeline.evaluate import _json_safe, _write_json
+    from pipeline.evaluation.evaluate import _json_safe, _write_json
     _write_json(path, _json_safe(line))
     line["path"] = str(path)
     return line
@@ -473,7 +473,7 @@ def ingest_bench(count: int = 20000, size: int = 256, crop: int = 64, channels: 
                  directory: str | Path | None = None, seed: int = 0,
                  log: Callable[[str], None] = print, fmt: str = "png") -> dict[str, Any]:
     """Time `sprites run ingest --force` on a generated collection (PNG or JPEG), in a subprocess."""
-    from pipeline.project import init_project
+    from pipeline.core.project import init_project
     if count < 1 or size < 8 or crop < 8:
         raise SpritesError("--count must be at least 1, --size and --crop at least 8")
     if fmt not in ("png", "jpeg"):
@@ -530,7 +530,7 @@ def format_ingest(r: dict[str, Any]) -> list[str]:
 
 
 def write_json(path: str | Path, data: dict[str, Any]) -> Path:
-    from pipeline.evaluate import _json_safe, _write_json
+    from pipeline.evaluation.evaluate import _json_safe, _write_json
     path = Path(path)
     _write_json(path, _json_safe(data))
     return path

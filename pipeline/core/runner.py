@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable
 
-from pipeline.config import Config
+from pipeline.core.config import Config
 from pipeline.errors import SpritesError
-from pipeline.fingerprint import diff_values, stable_hash
-from pipeline.project import Project
-from pipeline.store import clean_temporaries, stage_attrs
+from pipeline.core.fingerprint import diff_values, stable_hash
+from pipeline.core.project import Project
+from pipeline.core.store import clean_temporaries, stage_attrs
 
 __all__ = ["Context", "StageStatus", "stage_status", "run_stages", "resolve_targets"]
 
@@ -63,7 +63,7 @@ def resolve_targets(targets: list[str]) -> list[str]:
         return list(registry)
     for t in targets:
         if t not in registry:
-            from pipeline.config import _unknown
+            from pipeline.core.config import _unknown
             raise _unknown("stage", t, ["all", *registry])
     order = list(registry)
     wanted: set[str] = set()

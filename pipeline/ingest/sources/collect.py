@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline.errors import SpritesError
-from pipeline.images import DOCUMENT_EXTENSIONS, IMAGE_EXTENSIONS, list_images
-from pipeline.sources.boxes import Box, read_boxes
-from pipeline.sources.http import Fetcher, FetchError, is_url
-from pipeline.sources.iiif import ManifestError, parse_manifest
-from pipeline.sources.pages import Page
+from pipeline.ingest.images import DOCUMENT_EXTENSIONS, IMAGE_EXTENSIONS, list_images
+from pipeline.ingest.sources.boxes import Box, read_boxes
+from pipeline.ingest.sources.http import Fetcher, FetchError, is_url
+from pipeline.ingest.sources.iiif import ManifestError, parse_manifest
+from pipeline.ingest.sources.pages import Page
 
 __all__ = ["Spec", "LocalInputs", "project_path", "resolve_specs", "local_inputs", "Plan", "plan_pages",
            "check_options", "DEFAULT_IMAGES"]
@@ -246,7 +246,7 @@ def _sha1_file(path: str) -> str:
 
 
 def _pdf_pages(rel: str, path: str) -> tuple[list[Page], str | None]:
-    from pipeline.sources.pdf import PdfError, page_count
+    from pipeline.ingest.sources.pdf import PdfError, page_count
     try:
         n = page_count(path)
     except PdfError as e:

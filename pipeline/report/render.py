@@ -21,8 +21,8 @@ import numpy as np
 from tqdm import tqdm
 
 import pipeline
-from pipeline.provenance import CARD_METADATA, Provenance
-from pipeline.thumbs import BACKGROUND_COLOUR, LAYER_COLOURS, display_size, palette
+from pipeline.report.provenance import CARD_METADATA, Provenance
+from pipeline.report.thumbs import BACKGROUND_COLOUR, LAYER_COLOURS, display_size, palette
 
 __all__ = ["template_dirs", "environment", "write_page", "quote_path", "file_href", "loss_chart",
            "usage_chart", "fmt_number", "pager", "ReportData", "render_report", "gallery_order", "page_name"]

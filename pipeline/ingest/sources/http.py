@@ -5,7 +5,7 @@
   run never fetches it again. Failed or invalid downloads are never cached: a rerun retries them.
 * **Throttling per host**: requests to one host (`host:port`) are serialised, and the next one
   starts at least `delay` seconds after the previous one *ended* (so the spacing the server sees is
-  at least `delay`). Different hosts proceed in parallel (one thread each, see `pipeline.sources.iiif`).
+  at least `delay`). Different hosts proceed in parallel (one thread each, see `pipeline.ingest.sources.iiif`).
 * **Retries** with exponential backoff on timeouts, dropped connections, truncated bodies, 408,
   5xx, and 429 (waiting `Retry-After` seconds — a number or an HTTP date — when the server sends
   it). Other 4xx answers (403, 404…) fail at once. A Retry-After longer than `MAX_RETRY_AFTER`

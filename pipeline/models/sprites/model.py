@@ -3,8 +3,8 @@
 K sprites (colour + mask, soft-clamped), optional background prototypes and a frozen empty
 sprite; one encoder; heads predicting, per image, the transformation parameters of every
 (layer, sprite) pair, of every layer and of every background, and for scenes the occlusion matrix.
-Layers are composited back to front (`pipeline.compositor`); which sprite fills each layer is
-chosen by min-loss selection (`pipeline.selection`).
+Layers are composited back to front (`pipeline.models.sprites.compositor`); which sprite fills each layer is
+chosen by min-loss selection (`pipeline.models.sprites.selection`).
 
 Speed: selection needs every candidate rendered but no gradient, and the min-loss gradient only
 reaches the chosen candidate; so candidates are rendered under `no_grad` and only the chosen
@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pipeline.compositor import composite, fixed_occlusion, occlusion_from_logits
-from pipeline.config import ModelConfig
-from pipeline.encoder import Encoder
-from pipeline.heads import GroupedMLP, SequenceHeads
-from pipeline.selection import select
-from pipeline.transforms import TRANSFORMS, apply_sequence, canonical_name, soft_clamp, turn_eighths
+from pipeline.models.sprites.compositor import composite, fixed_occlusion, occlusion_from_logits
+from pipeline.core.config import ModelConfig
+from pipeline.models.sprites.encoder import Encoder
+from pipeline.models.sprites.heads import GroupedMLP, SequenceHeads
+from pipeline.models.sprites.selection import select
+from pipeline.models.sprites.transforms import TRANSFORMS, apply_sequence, canonical_name, soft_clamp, turn_eighths
 
 __all__ = ["SpriteModel", "Rendered", "Decomposition", "check_model_config", "gaussian_masks"]
 

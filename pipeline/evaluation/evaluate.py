@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import SpritesError
-from pipeline.project import Project
+from pipeline.core.project import Project
 
 __all__ = ["evaluate", "read_labels", "read_masks", "format_summary", "EVAL_NAME"]
 
@@ -246,7 +246,7 @@ def _join(crop_sources: list[str], truth_sources: list[str], root: str | None, w
 # ----------------------------------------------------------------------------------------------
 
 def _clustering(front: np.ndarray, labels: np.ndarray, n_classes: int, K: int) -> dict[str, Any]:
-    from pipeline.metrics import ari, clustering_scores, nmi
+    from pipeline.evaluation.metrics import ari, clustering_scores, nmi
     labelled = labels >= 0
     y, p = labels[labelled].astype(np.int64), front[labelled].astype(np.int64)
     n = int(y.size)
@@ -327,7 +327,7 @@ def _truth_rows(gt: np.ndarray, r: np.ndarray, same: np.ndarray, ids: np.ndarray
 
 def _mask_scores(dec, crop_ids: np.ndarray, rows: np.ndarray, truth: dict[str, Any], size: int,
                  geom: dict[str, Any], K: int, notes: list[str]) -> dict[str, Any]:
-    from pipeline.metrics import _semantic_from_hist, ari_per_image, confusion
+    from pipeline.evaluation.metrics import _semantic_from_hist, ari_per_image, confusion
     gt_inst = truth["instance"]
     gt_sem = truth["semantic"]
     if "instance" not in dec:
@@ -430,7 +430,7 @@ def _write_json(path: Path, data: dict) -> None:
 def _freshness(project: Project) -> dict[str, Any]:
     """fresh | stale (+ reasons) for decompose; 'unknown' when the config cannot be read."""
     try:
-        from pipeline.runner import stage_status
+        from pipeline.core.runner import stage_status
         st = stage_status(project, project.config(), "decompose")
         return {"state": st.state, "reasons": list(st.reasons)}
     except Exception as e:  # noqa: BLE001 - freshness is informative only
@@ -441,7 +441,7 @@ def evaluate(project: Project | str | Path, labels: Path | str | None = None,
              masks: Path | str | None = None) -> dict[str, Any]:
     """Score the project's decomposition against the ground truth; write exports/eval.json."""
     import h5py
-    from pipeline.store import read_strings, stage_attrs
+    from pipeline.core.store import read_strings, stage_attrs
 
     if not isinstance(project, Project):
         project = Project.open(project)

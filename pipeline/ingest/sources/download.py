@@ -1,9 +1,9 @@
 """Downloading the page images of IIIF canvases, politely, into the project's download cache.
 
 For each canvas image with an Image API service: its `info.json` (full size, server limits), then
-the image at the negotiated size (`pipeline.sources.iiif.choose_size`); without a service, the
+the image at the negotiated size (`pipeline.ingest.sources.iiif.choose_size`); without a service, the
 image resource itself. One thread per host, each host's requests one after the other, spaced by
-`pipeline.sources.http.Fetcher`. A download that is not a readable image (or a decompression bomb)
+`pipeline.ingest.sources.http.Fetcher`. A download that is not a readable image (or a decompression bomb)
 fails and is not cached.
 """
 
@@ -15,9 +15,9 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-from pipeline.sources.http import Fetcher, FetchError
-from pipeline.sources.iiif import choose_size, host_of, image_request, info_version
-from pipeline.sources.pages import Page
+from pipeline.ingest.sources.http import Fetcher, FetchError
+from pipeline.ingest.sources.iiif import choose_size, host_of, image_request, info_version
+from pipeline.ingest.sources.pages import Page
 
 __all__ = ["download_pages"]
 

@@ -32,8 +32,8 @@ import h5py
 import numpy as np
 
 from pipeline import __version__
-from pipeline.store import read_strings, string_dataset, write_atomic_h5
-from pipeline.thumbs import png_bytes, rgba
+from pipeline.core.store import read_strings, string_dataset, write_atomic_h5
+from pipeline.report.thumbs import png_bytes, rgba
 
 __all__ = ["FORMAT_VERSION", "transform_columns", "assignment_rows", "write_assignments", "write_masks",
            "write_sprite_pngs", "atomic_path"]

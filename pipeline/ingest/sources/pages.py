@@ -1,7 +1,7 @@
 """A page (an image file, a PDF page, or a IIIF canvas image) → its square crops with provenance.
 
-`cut_page` runs in worker processes: it reads the page, cuts it (`pipeline.cropping`), squares
-every crop (`pipeline.images.square_crop`) and maps every box back to source coordinates. It
+`cut_page` runs in worker processes: it reads the page, cuts it (`pipeline.ingest.cropping`), squares
+every crop (`pipeline.ingest.images.square_crop`) and maps every box back to source coordinates. It
 never raises for bad input: the reason comes back in `PageResult.error` (the whole page) or
 `PageResult.problems` (one box).
 
@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.cropping import components, grid
-from pipeline.images import decode_image, load_crop, square_crop
-from pipeline.sources.boxes import Box
-from pipeline.sources.iiif import region_url
+from pipeline.ingest.cropping import components, grid
+from pipeline.ingest.images import decode_image, load_crop, square_crop
+from pipeline.ingest.sources.boxes import Box
+from pipeline.ingest.sources.iiif import region_url
 
 __all__ = ["Page", "CutOptions", "PageCrop", "PageResult", "cut_page", "page_thumbnail", "PAGE_THUMB"]
 
@@ -128,7 +128,7 @@ def _int_box(x0, y0, x1, y1) -> tuple[int, int, int, int]:
 def _read(page: Page, opt: CutOptions) -> tuple[np.ndarray | None, str, str | None]:
     """(array, checksum, error) of the page at full resolution (or as downloaded)."""
     if page.kind == "pdf":
-        from pipeline.sources.pdf import PdfError, render_page
+        from pipeline.ingest.sources.pdf import PdfError, render_page
         try:
             return render_page(page.path, page.page - 1, opt.pdf_dpi, opt.channels, opt.max_pixels), page.checksum, None
         except PdfError as e:

@@ -2,7 +2,7 @@
 
 Every function returns boxes `(x, y, w, h)` in the pixels of the array it was given, in reading
 order (top to bottom, left to right). Turning them into square crops and scaling them back to
-source coordinates is the caller's job (`pipeline.sources.pages`).
+source coordinates is the caller's job (`pipeline.ingest.sources.pages`).
 
 * `whole`: the page itself.
 * `components`: the page is binarised (Otsu's global threshold, or an adaptive Gaussian one for

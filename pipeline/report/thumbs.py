@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline.transforms import apply_sequence, color, soft_clamp, turn_eighths
+from pipeline.models.sprites.transforms import apply_sequence, color, soft_clamp, turn_eighths
 
 __all__ = ["palette", "palette_rgb", "layer_rgb", "LAYER_COLOURS", "BACKGROUND_COLOUR", "to_hwc", "to_uint8",
            "write_png", "png_bytes", "rgba", "colour_labels", "display_size", "front_layer",

@@ -13,7 +13,7 @@ chosen tensors *with* gradient for the training loss.
 Shared Convention (all functions below):
     x (B, C, H, W) targets; layers (L, K, B, C, H, W) and alphas (L, K, B, 1, H, W) candidates;
     background (B, C, H, W) or None (black, opaque); occlusion (L, L, B) or None (fixed order,
-    later layers in front; see :mod:`pipeline.compositor`); penalty (K,) or None (zeros);
+    later layers in front; see :mod:`pipeline.models.sprites.compositor`); penalty (K,) or None (zeros);
     choice (B, L) long, ``choice[b, l]`` = sprite index in layer l; cost (B,).
     ``empty=True`` adds candidate K to every layer, the empty sprite (α = 0), without
     materialising it (the penalty then has K + 1 entries); the greedy search scores it from the
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import torch
 
-from pipeline.compositor import fixed_occlusion, visibility
+from pipeline.models.sprites.compositor import fixed_occlusion, visibility
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -396,7 +396,7 @@ def gather_choice(
 
     Returns:
         layers (L, B, C, H, W), alphas (L, B, 1, H, W), ready for
-        :func:`pipeline.compositor.composite`.
+        :func:`pipeline.models.sprites.compositor.composite`.
     """
     if layers.dim() != 6 or alphas.dim() != 6:
         raise ValueError(

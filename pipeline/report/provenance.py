@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from pipeline.store import read_strings
+from pipeline.core.store import read_strings
 
 __all__ = ["PageThumb", "Provenance", "read_provenance", "write_page_thumbs", "PAGES_DIR", "CARD_METADATA"]
 

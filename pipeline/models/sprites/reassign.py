@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from pipeline.transforms import soft_clamp
+from pipeline.models.sprites.transforms import soft_clamp
 
 __all__ = ["Reseed", "mask_blur", "mask_overlap", "reassign_unused", "restart_sprite"]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import SpritesError
-from pipeline.sources.iiif import parse_xywh, text_value
+from pipeline.ingest.sources.iiif import parse_xywh, text_value
 
 __all__ = ["Box", "read_boxes"]
 
