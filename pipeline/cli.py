@@ -39,6 +39,12 @@ def cli():
     """
 
 
+def _stages():
+    """The pipeline's stages, handed to the runner (the library never imports them)."""
+    from stages import STAGES
+    return STAGES
+
+
 def _example_names() -> list[str]:
     from pipeline.examples import EXAMPLES
     return list(EXAMPLES)
@@ -99,7 +105,8 @@ def run(stages, project_dir, sets, force, quiet):
     try:
         project = Project.open(project_dir)
         cfg = project.config(sets)
-        run_stages(project, cfg, list(stages) or ["all"], force=force, log=click.echo, progress=not quiet)
+        run_stages(project, cfg, list(stages) or ["all"], stages=_stages(), force=force, log=click.echo,
+                   progress=not quiet)
     except SpritesError as e:
         _fail(e)
     except KeyboardInterrupt:
@@ -117,8 +124,8 @@ def status(project_dir, sets):
     try:
         project = Project.open(project_dir)
         cfg = project.config(sets)
-        for name in resolve_targets(["all"]):
-            st = stage_status(project, cfg, name)
+        for name in resolve_targets(["all"], _stages()):
+            st = stage_status(project, cfg, name, _stages())
             line = f"{name:10s} {st.state}"
             if st.reasons:
                 line += ": " + "; ".join(st.reasons)
@@ -148,7 +155,7 @@ def eval_cmd(project_dir, labels, masks):
     """
     from pipeline.evaluation.evaluate import evaluate, format_summary
     try:
-        result = evaluate(project_dir, labels=labels, masks=masks)
+        result = evaluate(project_dir, labels=labels, masks=masks, stages=_stages())
     except SpritesError as e:
         _fail(e)
     for line in format_summary(result):
@@ -208,7 +215,7 @@ def bench_quality(name, minutes, count, directory, sets, quiet):
     from pipeline.evaluation.bench import format_quality, quality_bench
     try:
         line = quality_bench(name, minutes=minutes, count=count, directory=directory, sets=sets,
-                             log=click.echo, progress=not quiet)
+                             log=click.echo, progress=not quiet, stages=_stages())
     except SpritesError as e:
         _fail(e)
     click.echo(format_quality(line))

@@ -15,6 +15,7 @@ from PIL import Image
 
 from pipeline.core.project import Project, init_project
 from pipeline.core.runner import run_stages
+import stages
 
 _BUILT: dict[str, Project] = {}
 
@@ -24,7 +25,7 @@ HOSTILE_NAMES = ["<script>alert(1)</script>.png", "a & b.png", "Évangéliaire �
 
 
 def quiet_run(project: Project, *sets: str, targets=("all",), force: bool = False) -> list[str]:
-    return run_stages(project, project.config(list(sets)), list(targets), force=force, progress=False,
+    return run_stages(project, project.config(list(sets)), list(targets), stages=stages.STAGES, force=force, progress=False,
                       log=lambda s: None)
 
 

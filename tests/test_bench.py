@@ -10,6 +10,7 @@ from pipeline.evaluation.bench import PRESET_CASES, SPEED_CASES, _prepare_dir, c
 from pipeline.cli import cli
 from pipeline.errors import SpritesError
 from pipeline.examples import EXAMPLES
+import stages
 
 
 def test_speed_cases_follow_the_reference_settings():
@@ -52,7 +53,7 @@ def test_bench_dir_refuses_a_foreign_folder(tmp_path):
 
 
 def test_quality_bench_tiny(tmp_path):
-    line = quality_bench("glyphs", minutes=0.02, count=40, directory=tmp_path / "bq",
+    line = quality_bench("glyphs", stages=stages.STAGES, minutes=0.02, count=40, directory=tmp_path / "bq",
                          sets=["train.batch_size=16"], log=lambda *a: None, progress=False)
     assert line["example"] == "glyphs" and line["count"] == 40
     assert 0 <= line["acc"] <= 1 and 0 <= line["nmi"] <= 1

@@ -120,14 +120,52 @@ class TestValidate:
     def test_sprite_size_equal_is_fine(self):
         assert apply_overrides(Config(), ["ingest.size=32", "model.sprite_size=32"]).model.sprite_size == 32
 
-    @pytest.mark.parametrize("key", ["ingest.size", "model.sprites", "model.layers", "train.batch_size"])
+    @pytest.mark.parametrize("key", ["model.sprites", "model.layers", "train.batch_size"])
     def test_positive(self, key):
         with pytest.raises(SpritesError, match=key.replace(".", r"\.") + " must be at least 1"):
             apply_overrides(Config(), [f"{key}=0"])
 
     def test_tiny_size(self):
-        with pytest.raises(SpritesError, match="too small"):
+        with pytest.raises(SpritesError, match=r"ingest\.size must be at least 8; got 4"):
             apply_overrides(Config(), ["ingest.size=4"])
+
+    @pytest.mark.parametrize("override, message", [
+        ("train.minutes=-1", r"train\.minutes must be 0 or more; got -1"),
+        ("train.epochs=0", r"train\.epochs must be at least 1; got 0"),
+        ("train.lr=0", r"train\.lr must be above 0"),
+        ("train.sprite_lr=-1e-3", r"train\.sprite_lr must be 0 or more"),
+        ("train.gamma=1.5", r"train\.gamma must be in \(0, 1\]"),
+        ("train.milestones=[10, -2]", r"each value of train\.milestones must be 0 or more; got -2"),
+        ("train.minutes=nan", r"train\.minutes must be a finite number"),
+        ("train.minutes=inf", r"train\.minutes must be a finite number"),
+        ("model.reassign_threshold=-0.1", r"model\.reassign_threshold must be 0 or more"),
+        ("model.reassign_duplicate=1.5", r"model\.reassign_duplicate must be between 0 and 1"),
+        ("model.empty_penalty=-1", r"model\.empty_penalty must be 0 or more"),
+        ("model.mask_init_elongation=0.5", r"model\.mask_init_elongation must be at least 1"),
+        ("model.position_scale=0", r"model\.position_scale must be above 0"),
+        ("ingest.iiif_timeout=0", r"ingest\.iiif_timeout must be above 0"),
+        ("report.reconstructions=1000", r"report\.reconstructions must be between 0 and 256"),
+        ("model.kind=redo", r"model\.kind = 'redo' is not a model kind: choose one of sprites"),
+    ])
+    def test_numbers_out_of_range_are_refused(self, override, message):
+        with pytest.raises(SpritesError, match=message):
+            apply_overrides(Config(), [override])
+
+    def test_every_numeric_key_has_a_range(self):
+        import dataclasses
+        import typing
+        from pipeline.core.config import SECTIONS
+        for section, cls in SECTIONS.items():
+            hints = typing.get_type_hints(cls)
+            for f in dataclasses.fields(cls):
+                numeric = hints[f.name] in (int, float, list[int], list[float])
+                if numeric and not f.metadata.get("choices"):
+                    assert f.metadata.get("low") is not None, f"{section}.{f.name} has no range"
+
+    def test_added_key_at_its_default_stays_out_of_the_fingerprint(self):
+        cfg = Config()
+        assert "kind" not in cfg.section("model", results_only=True)
+        assert "kind" in cfg.section("model")
 
     def test_even_morpho_kernel(self):
         with pytest.raises(SpritesError, match="morpho_kernel must be odd"):

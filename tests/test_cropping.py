@@ -11,6 +11,7 @@ import pytest
 from pipeline.ingest.cropping import binarize, components, grid, reading_order
 from pipeline.core.runner import run_stages
 from pipeline.core.store import read_strings
+import stages
 
 # Known text: every letter is drawn on its own with a gap, so no two letters touch; i and j carry
 # dots (13 of them), which must be merged into their letters.
@@ -160,7 +161,7 @@ class TestThroughStage:
 
     def test_components(self, make_project, pages, quiet):
         project = make_project(pages, "ingest.size=32", "ingest.crop=components")
-        run_stages(project, project.config(), ["ingest"], **quiet)
+        run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, **quiet)
         with h5py.File(project.stage_path("ingest"), "r") as f:
             sources, box, size = read_strings(f["source"]), f["box"][()], f["size"][()]
             assert f["crops"].shape[1:] == (3, 32, 32)
@@ -178,7 +179,7 @@ class TestThroughStage:
 
     def test_grid(self, make_project, pages, quiet):
         project = make_project(pages, "ingest.size=16", "ingest.crop=grid", "ingest.tile=128", "ingest.overlap=28")
-        run_stages(project, project.config(), ["ingest"], **quiet)
+        run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, **quiet)
         with h5py.File(project.stage_path("ingest"), "r") as f:
             sources, box = read_strings(f["source"]), f["box"][()]
         h, w = glyph_page().shape[:2]
@@ -188,7 +189,7 @@ class TestThroughStage:
         from pipeline.errors import SpritesError
         project = make_project(pages, "ingest.crop=grid", "ingest.tile=64", "ingest.overlap=64")
         with pytest.raises(SpritesError, match="ingest.overlap"):
-            run_stages(project, project.config(), ["ingest"], **quiet)
+            run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, **quiet)
         project = make_project(pages, "ingest.crop=boxes", name="p2")
         with pytest.raises(SpritesError, match="ingest.boxes"):
-            run_stages(project, project.config(), ["ingest"], **quiet)
+            run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, **quiet)

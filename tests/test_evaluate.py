@@ -15,6 +15,7 @@ from pipeline.evaluation.evaluate import evaluate, read_labels
 from pipeline.core.project import init_project
 from pipeline.core.runner import run_stages
 from pipeline.core.store import read_strings, stage_attrs, write_stage
+import stages
 
 QUIET = {"log": lambda *a, **k: None, "progress": False}
 
@@ -52,7 +53,7 @@ def glyphs(tmp_path_factory):
     """A tiny glyphs project, trained one epoch and decomposed."""
     root = tmp_path_factory.mktemp("glyphs") / "proj"
     project = init_project(root, example="glyphs", count=60, sets=["train.epochs=1", "model.sprites=3"])
-    run_stages(project, project.config(), ["decompose"], **QUIET)
+    run_stages(project, project.config(), ["decompose"], stages=stages.STAGES, **QUIET)
     return project
 
 
@@ -61,13 +62,13 @@ def ingested(tmp_path):
     """make(example, count) → a project of that example with only the ingest run."""
     def make(example: str = "glyphs", count: int = 40, *sets: str):
         project = init_project(tmp_path / example, example=example, count=count, sets=list(sets))
-        run_stages(project, project.config(), ["ingest"], **QUIET)
+        run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, **QUIET)
         return project
     return make
 
 
 def test_real_project_keys_ranges_and_json(glyphs):
-    result = evaluate(glyphs)
+    result = evaluate(glyphs, stages=stages.STAGES)
     c = result["clustering"]
     assert {"acc", "avg_acc", "nmi", "ari", "n", "n_classes", "n_clusters", "mapping", "empty", "unlabelled"} <= set(c)
     assert 0 <= c["acc"] <= 1 and 0 <= c["nmi"] <= 1 and -1 <= c["ari"] <= 1
@@ -170,7 +171,7 @@ def test_ari_fg_counts_background_pixels_for_the_closest_layer(ingested):
 def test_masks_on_a_trained_coins_project_with_resize(tmp_path):
     project = init_project(tmp_path / "coins", example="coins", count=16,
                            sets=["train.epochs=1", "ingest.size=32", "train.batch_size=8"])
-    run_stages(project, project.config(), ["decompose"], **QUIET)
+    run_stages(project, project.config(), ["decompose"], stages=stages.STAGES, **QUIET)
     result = evaluate(project)  # both labels.csv and masks.h5 from ground_truth/
     m = result["masks"]
     for key in ("ari_fg", "ari", "miou", "macc", "miou_nobkg", "macc_nobkg"):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.report.exports import transform_columns
+from pipeline.models.sprites.record import readable_values, value_columns
 from pipeline.core.store import read_strings
 from report_fixtures import coins_project, glyphs_project
 
@@ -84,9 +84,14 @@ def test_transformation_columns(glyphs, coins):
     header, rows = _csv(coins)
     assert "projective_norm" in header and "color_gain" in header and "background" in header
     assert all(float(r["color_gain"]) > 0 for r in rows)
-    assert transform_columns({"position": 3, "color": 6}, 1) == ["position_scale", "position_tx", "position_ty",
-                                                                  "color_gain", "color_offset"]
-    assert transform_columns({"layer_position": 3}, 2)[:1] == ["l0_layer_position_scale"]
+    assert value_columns("position", 3) + value_columns("color", 6) == ["position_scale", "position_tx", "position_ty",
+                                                                        "color_gain", "color_offset"]
+    assert value_columns("identity", 0) == []
+    params = {"layer_position": np.array([[[0.0, 0.1, -0.2]], [[np.log(2.0), 0.0, 0.0]]], np.float32),
+              "quarter_turns": np.ones((2, 1, 1), np.float32)}
+    values = readable_values(params, ["layer_position"], init_scale=0.5)
+    assert list(values) == ["layer_position_scale", "layer_position_tx", "layer_position_ty", "quarter_turns_norm"]
+    assert np.allclose(values["layer_position_scale"][:, 0], [0.5, 1.0])
     header, _ = _csv(glyphs)
     assert "background" not in header    # clustering: no background prototypes
 

@@ -22,6 +22,7 @@ from pipeline.core.runner import run_stages, stage_status
 from pipeline.ingest.sources.iiif import ManifestError, choose_size, image_request, parse_manifest, text_value
 from pipeline.core.store import read_strings
 from test_cropping import GLYPH_LINES, glyph_count, glyph_page
+import stages
 
 FAST = ["ingest.iiif_delay=0.02", "ingest.iiif_timeout=0.5", "ingest.iiif_retries=3"]
 
@@ -234,7 +235,7 @@ def _read(project) -> dict:
 
 def _ingest(project, *sets, force=False, log=None):
     lines = []
-    run_stages(project, project.config(list(sets)), ["ingest"], force=force,
+    run_stages(project, project.config(list(sets)), ["ingest"], stages=stages.STAGES, force=force,
                log=log or lines.append, progress=False)
     return lines
 
@@ -439,7 +440,7 @@ class TestPolite:
         _ingest(project)
         first = server.count()
         assert first == 7
-        assert stage_status(project, project.config(), "ingest").state == "fresh"  # no request made
+        assert stage_status(project, project.config(), "ingest", stages.STAGES).state == "fresh"  # no request made
         lines = _ingest(project, force=True)
         assert server.count() == first
         assert any("0 requests, 7 answers from cache/downloads" in line for line in lines)
@@ -523,7 +524,7 @@ class TestPolite:
     def test_no_request_on_status(self, server, make_project):
         m = self._collection(server, 1)
         project = make_project(".", "ingest.size=16", *FAST, f'ingest.images="{m}"')
-        assert stage_status(project, project.config(), "ingest").state == "missing"
+        assert stage_status(project, project.config(), "ingest", stages.STAGES).state == "missing"
         assert server.count() == 0
 
 

@@ -14,11 +14,12 @@ from conftest import TINY_COUNT, png_bytes, synthetic_image
 from pipeline.errors import SpritesError
 from pipeline.core.runner import run_stages, stage_status
 from pipeline.core.store import read_strings, stage_attrs
+import stages
 
 
 def _ingest(project, quiet, *sets):
     cfg = project.config(list(sets))
-    run_stages(project, cfg, ["ingest"], **quiet)
+    run_stages(project, cfg, ["ingest"], stages=stages.STAGES, **quiet)
     return cfg
 
 
@@ -53,7 +54,7 @@ class TestTinyCollection:
     def test_deterministic(self, project, quiet):
         _ingest(project, quiet)
         first = _read(project)
-        run_stages(project, project.config(), ["ingest"], force=True, **quiet)
+        run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, force=True, **quiet)
         second = _read(project)
         for k in ("crops", "source", "checksum", "size", "content_box"):
             assert np.array_equal(np.asarray(first[k]), np.asarray(second[k])), k
@@ -104,7 +105,7 @@ class TestBadAndOddFiles:
         assert "truncated" in skipped["truncated.png"]
         assert "unsupported file type .txt" in skipped["readme.txt"]
         assert skipped["empty.jpg"]
-        assert stage_status(project, project.config(), "ingest").state == "fresh"
+        assert stage_status(project, project.config(), "ingest", stages.STAGES).state == "fresh"
 
     def test_duplicate_names_distinct(self, make_project, messy, quiet):
         project = make_project(messy, "ingest.size=16")
@@ -117,7 +118,7 @@ class TestBadAndOddFiles:
     def test_log_lists_skipped(self, make_project, messy):
         project = make_project(messy, "ingest.size=16")
         lines = []
-        run_stages(project, project.config(), ["ingest"], log=lines.append, progress=False)
+        run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, log=lines.append, progress=False)
         text = "\n".join(lines)
         assert "6 crops of 16×16 px from 9 images; 4 files skipped" in text
         assert "skipped corrupt.png" in text

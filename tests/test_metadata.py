@@ -13,6 +13,7 @@ from pipeline.core.runner import run_stages, stage_status
 from pipeline.core.store import read_strings
 from test_cropping import GLYPH_LINES, glyph_page
 from test_pdf import write_pdf
+import stages
 
 
 def _csv(path, text):
@@ -82,7 +83,7 @@ class TestThroughStage:
     def test_columns_aligned_and_unmatched_reported(self, make_project, collection, tmp_path):
         project = make_project(collection, "ingest.size=16", "ingest.pdf_dpi=30", f'ingest.metadata="{tmp_path / "meta.csv"}"')
         lines = []
-        run_stages(project, project.config(), ["ingest"], log=lines.append, progress=False)
+        run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, log=lines.append, progress=False)
         with h5py.File(project.stage_path("ingest"), "r") as f:
             source = read_strings(f["source"])
             date, printer = read_strings(f["metadata/date"]), read_strings(f["metadata/printer"])
@@ -98,13 +99,13 @@ class TestThroughStage:
 
     def test_editing_the_csv_makes_ingest_stale(self, make_project, collection, tmp_path, quiet):
         project = make_project(collection, "ingest.size=16", "ingest.pdf_dpi=30", f'ingest.metadata="{tmp_path / "meta.csv"}"')
-        run_stages(project, project.config(), ["ingest"], **quiet)
-        assert stage_status(project, project.config(), "ingest").state == "fresh"
+        run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, **quiet)
+        assert stage_status(project, project.config(), "ingest", stages.STAGES).state == "fresh"
         with open(tmp_path / "meta.csv", "a", encoding="utf-8") as f:
             f.write("b/1.png,1470,Caxton\n")
-        assert stage_status(project, project.config(), "ingest").state == "stale"
+        assert stage_status(project, project.config(), "ingest", stages.STAGES).state == "stale"
 
     def test_missing_file_is_named(self, make_project, collection, quiet):
         project = make_project(collection, 'ingest.metadata="nope.csv"')
         with pytest.raises(SpritesError, match="ingest.metadata: no such file .*nope.csv"):
-            run_stages(project, project.config(), ["ingest"], **quiet)
+            run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, **quiet)

@@ -114,9 +114,10 @@ class TestSpriteModel:
         if exact:
             assert (d.error < 1e-10).all()
 
-    def test_aligned_thumbnails_redraw_the_turned_sprites(self):
-        # the report redraws each crop's sprite from decompose.h5's parameters, turns included
-        from pipeline.report.thumbs import render_aligned, to_uint8
+    def test_record_keeps_the_turned_sprites_as_placed(self):
+        # the report shows each crop's front sprite as decompose placed it (no redrawing), turns included
+        from pipeline.models.base import front_layer
+        from pipeline.models.record_io import record_arrays
         model, _ = _model("scenes", sprites=3, layers=2, rotations=8, transforms=["similarity"], curriculum=[],
                           empty_sprite=False)
         model.eval()
@@ -124,13 +125,17 @@ class TestSpriteModel:
             model.masks.normal_(0, 1)
             for p in model.sprite_heads.parameters():
                 p.normal_(0, 0.1)
-        d = model.decompose(torch.rand(12, 3, 16, 16))
-        sprite = torch.where(d.choice >= model.K, -1, d.choice)[:, 1].numpy()
-        betas = {k: v[:, 1].numpy() for k, v in d.params.items()}
-        colour, alpha = render_aligned(model, sprite, betas)
+        x = torch.rand(12, 3, 16, 16)
+        d, rec = model.decompose(x), model.decompose_batch(x)
         assert d.turns[:, 1].unique().numel() > 1
-        assert np.abs(colour.astype(int) - to_uint8(d.layers[1]).astype(int)).max() <= 1
-        assert np.abs(alpha.astype(int) - to_uint8(d.alphas[1]).astype(int)).max() <= 1
+        assert torch.equal(rec.layers[:, :, :3], d.layers.transpose(0, 1))
+        assert torch.equal(rec.layers[:, :, 3:], d.alphas.transpose(0, 1))
+        arrays = record_arrays(rec)
+        front = front_layer(arrays["sprite"], arrays["occlusion"])
+        rows = np.arange(12)
+        assert np.array_equal(arrays["front"], arrays["sprite"][rows, front])
+        placed = torch.cat([d.layers, d.alphas], 2)[torch.from_numpy(front), torch.from_numpy(rows)]
+        assert np.array_equal(arrays["aligned"], (placed.clamp(0, 1) * 255).round().to(torch.uint8).numpy())
 
     def test_half_turns_only(self):
         model, _ = _model("clustering", size=16, channels=1, sprites=2, transforms=["affine"], curriculum=[], rotations=2)

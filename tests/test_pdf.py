@@ -13,6 +13,7 @@ from pipeline.core.runner import run_stages, stage_status
 from pipeline.ingest.sources.pdf import PdfError, page_count, render_page
 from pipeline.core.store import read_strings
 from test_cropping import GLYPH_LINES, glyph_count, glyph_page
+import stages
 
 
 def empty_pdf() -> bytes:
@@ -81,7 +82,7 @@ class TestRender:
 class TestThroughStage:
     def test_whole_pages_with_page_numbers(self, make_project, book, quiet):
         project = make_project(book, "ingest.size=32", "ingest.pdf_dpi=100")
-        run_stages(project, project.config(), ["ingest"], **quiet)
+        run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, **quiet)
         d = _read(project)
         assert d["source"] == ["book.pdf#page=1", "book.pdf#page=2", "book.pdf#page=3", "loose.png"]
         assert d["page"].tolist() == [1, 2, 3, 0]
@@ -94,11 +95,11 @@ class TestThroughStage:
         assert skipped == {"empty.pdf": "the PDF has no pages", "broken.pdf": skipped["broken.pdf"]}
         assert "not a readable PDF" in skipped["broken.pdf"]
         assert set(d["files/source"]) == {"book.pdf", "loose.png", "empty.pdf", "broken.pdf"}
-        assert stage_status(project, project.config(), "ingest").state == "fresh"
+        assert stage_status(project, project.config(), "ingest", stages.STAGES).state == "fresh"
 
     def test_dpi_scales_the_boxes(self, make_project, book, quiet):
         project = make_project(book, "ingest.size=16", "ingest.pdf_dpi=50")
-        run_stages(project, project.config(), ["ingest"], **quiet)
+        run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, **quiet)
         h, w = glyph_page().shape[:2]
         assert _read(project)["size"][0].tolist() == [w // 2, h // 2]
 
@@ -107,7 +108,7 @@ class TestThroughStage:
         root.mkdir()
         write_pdf(root / "book.pdf", [glyph_page(), glyph_page(GLYPH_LINES[:2]), glyph_page(GLYPH_LINES[2:3])])
         project = make_project(root / "book.pdf", "ingest.size=24", "ingest.pdf_dpi=100", "ingest.crop=components")
-        run_stages(project, project.config(), ["ingest"], **quiet)
+        run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, **quiet)
         d = _read(project)
         for page, lines in ((1, GLYPH_LINES), (2, GLYPH_LINES[:2]), (3, GLYPH_LINES[2:3])):
             assert (d["page"] == page).sum() == pytest.approx(glyph_count(lines), rel=0.02)
@@ -119,7 +120,7 @@ class TestThroughStage:
         write_pdf(other / "second.pdf", [glyph_page(GLYPH_LINES[:1])])
         project = make_project(book / "book.pdf", "ingest.size=16", "ingest.pdf_dpi=50",
                                f'ingest.sources=["{other / "second.pdf"}"]')
-        run_stages(project, project.config(), ["ingest"], **quiet)
+        run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, **quiet)
         d = _read(project)
         assert d["source"] == ["scans/book.pdf#page=1", "scans/book.pdf#page=2", "scans/book.pdf#page=3",
                                "other/second.pdf#page=1"]
@@ -131,4 +132,4 @@ class TestThroughStage:
         (tmp_path / "e.pdf").write_bytes(empty_pdf())
         project = make_project(tmp_path / "e.pdf")
         with pytest.raises(SpritesError, match="no pages"):
-            run_stages(project, project.config(), ["ingest"], **quiet)
+            run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, **quiet)

@@ -21,6 +21,7 @@ from report_fixtures import quiet_run
 from test_cropping import GLYPH_LINES, glyph_count, glyph_page
 from test_iiif import FAST, FakeIIIF, manifest_v2, manifest_v3
 from test_pdf import write_pdf
+import stages
 
 TINY = ["ingest.size=16", "model.sprites=2", "train.epochs=1", "report.reconstructions=4"]
 
@@ -236,4 +237,4 @@ def test_a_project_inside_its_images_folder_ignores_its_own_files(tmp_path, tiny
         sources = [s.decode() if isinstance(s, bytes) else s for s in f["source"][()]]
     assert not any(s.startswith("proj/") for s in sources)
     cfg = project.config()
-    assert [stage_status(project, cfg, name).state for name in ("ingest", "train", "decompose", "report")] == ["fresh"] * 4
+    assert [stage_status(project, cfg, name, stages.STAGES).state for name in ("ingest", "train", "decompose", "report")] == ["fresh"] * 4

@@ -21,7 +21,7 @@ from pipeline.core.store import stage_attrs, write_stage
 
 
 def _state(project, *sets, stage="ingest"):
-    st = stage_status(project, project.config(list(sets)), stage)
+    st = stage_status(project, project.config(list(sets)), stage, stages.STAGES)
     return st.state, st.reasons
 
 
@@ -48,14 +48,14 @@ def with_fake(monkeypatch):
 
 @pytest.fixture
 def ingested(project, quiet):
-    run_stages(project, project.config(), ["ingest"], **quiet)
+    run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, **quiet)
     return project
 
 
 class TestStatus:
     def test_missing_then_fresh(self, project, quiet):
         assert _state(project) == ("missing", ["never run (or its last run did not finish)"])
-        run_stages(project, project.config(), ["ingest"], **quiet)
+        run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, **quiet)
         assert _state(project) == ("fresh", [])
 
     def test_config_change_makes_stale(self, ingested):
@@ -107,7 +107,7 @@ class TestStatus:
 
     def test_stored_fingerprint_matches_expected(self, ingested):
         cfg = ingested.config()
-        st = stage_status(ingested, cfg, "ingest")
+        st = stage_status(ingested, cfg, "ingest", stages.STAGES)
         assert st.fingerprint == stage_attrs(ingested.stage_path("ingest"))["fingerprint"]
 
 
@@ -121,22 +121,22 @@ class TestRun:
             real(ctx)
         monkeypatch.setattr(stages.ingest, "run", spy)
         log = []
-        assert run_stages(project, project.config(), ["ingest"], log=log.append, progress=False) == ["ingest"]
+        assert run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, log=log.append, progress=False) == ["ingest"]
         assert len(calls) == 1
         log.clear()
-        assert run_stages(project, project.config(), ["ingest"], log=log.append, progress=False) == []
+        assert run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, log=log.append, progress=False) == []
         assert len(calls) == 1
         assert "ingest: up to date, skipped" in log and any("nothing to do" in line for line in log)
 
     def test_force_reruns(self, ingested, quiet):
         before = stage_attrs(ingested.stage_path("ingest"))["run_id"]
-        assert run_stages(ingested, ingested.config(), ["ingest"], force=True, **quiet) == ["ingest"]
+        assert run_stages(ingested, ingested.config(), ["ingest"], stages=stages.STAGES, force=True, **quiet) == ["ingest"]
         after = stage_attrs(ingested.stage_path("ingest"))
         assert after["run_id"] != before
         assert _state(ingested) == ("fresh", [])
 
     def test_override_run_then_plain_run_is_stale_again(self, ingested, quiet):
-        run_stages(ingested, ingested.config(["ingest.size=8"]), ["ingest"], **quiet)
+        run_stages(ingested, ingested.config(["ingest.size=8"]), ["ingest"], stages=stages.STAGES, **quiet)
         with h5py.File(ingested.stage_path("ingest"), "r") as f:
             assert f["crops"].shape == (TINY_COUNT, 3, 8, 8)
         assert _state(ingested) == ("stale", ["config ingest.size 8 → 16"])
@@ -149,18 +149,18 @@ class TestRun:
                 raise SpritesError("broken on purpose")
         monkeypatch.setattr(stages.ingest, "run", broken)
         with pytest.raises(SpritesError, match="broken on purpose"):
-            run_stages(ingested, ingested.config(["ingest.size=8"]), ["ingest"], **quiet)
+            run_stages(ingested, ingested.config(["ingest.size=8"]), ["ingest"], stages=stages.STAGES, **quiet)
         assert ingested.stage_path("ingest").read_bytes() == before
         assert not list(ingested.cache_dir.glob("*.tmp-*"))
 
     def test_unknown_stage(self, project, quiet):
         with pytest.raises(SpritesError, match="unknown stage 'ingset'.*'ingest'"):
-            run_stages(project, project.config(), ["ingset"], **quiet)
+            run_stages(project, project.config(), ["ingset"], stages=stages.STAGES, **quiet)
 
     def test_resolve_targets_adds_upstream_in_order(self, with_fake):
-        assert resolve_targets(["fake"]) == ["ingest", "fake"]
-        assert resolve_targets(["all"]) == resolve_targets([]) == ["ingest", "fake"]
-        assert resolve_targets(["fake", "ingest"]) == ["ingest", "fake"]
+        assert resolve_targets(["fake"], stages.STAGES) == ["ingest", "fake"]
+        assert resolve_targets(["all"], stages.STAGES) == resolve_targets([], stages.STAGES) == ["ingest", "fake"]
+        assert resolve_targets(["fake", "ingest"], stages.STAGES) == ["ingest", "fake"]
 
 
 class TestDownstream:
@@ -171,36 +171,36 @@ class TestDownstream:
         assert state == "missing" and reasons == ["upstream ingest has not run yet"]
 
     def test_runs_upstream_first(self, project, with_fake, quiet):
-        assert run_stages(project, project.config(), ["fake"], **quiet) == ["ingest", "fake"]
+        assert run_stages(project, project.config(), ["fake"], stages=stages.STAGES, **quiet) == ["ingest", "fake"]
         assert _state(project, stage="fake") == ("fresh", [])
-        assert run_stages(project, project.config(), ["all"], **quiet) == []
+        assert run_stages(project, project.config(), ["all"], stages=stages.STAGES, **quiet) == []
 
     def test_train_key_changes_only_downstream(self, project, with_fake, quiet):
-        run_stages(project, project.config(), ["all"], **quiet)
+        run_stages(project, project.config(), ["all"], stages=stages.STAGES, **quiet)
         assert _state(project, "train.lr=0.5", stage="ingest") == ("fresh", [])
         assert _state(project, "train.lr=0.5", stage="fake") == ("stale", ["config train.lr 0.001 → 0.5"])
 
     def test_run_only_keys_change_nothing(self, project, with_fake, quiet):
-        run_stages(project, project.config(), ["all"], **quiet)
+        run_stages(project, project.config(), ["all"], stages=stages.STAGES, **quiet)
         sets = ["train.threads=1", "train.device=cpu", "train.checkpoint_minutes=9"]
         assert _state(project, *sets, stage="fake") == ("fresh", [])
-        assert run_stages(project, project.config(sets), ["all"], **quiet) == []
+        assert run_stages(project, project.config(sets), ["all"], stages=stages.STAGES, **quiet) == []
         assert len(with_fake) == 1
 
     def test_forced_upstream_makes_downstream_stale(self, project, with_fake, quiet):
-        run_stages(project, project.config(), ["all"], **quiet)
-        run_stages(project, project.config(), ["ingest"], force=True, **quiet)
+        run_stages(project, project.config(), ["all"], stages=stages.STAGES, **quiet)
+        run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, force=True, **quiet)
         assert _state(project, stage="fake") == ("stale", ["upstream ingest was rerun"])
-        assert run_stages(project, project.config(), ["all"], **quiet) == ["fake"]
+        assert run_stages(project, project.config(), ["all"], stages=stages.STAGES, **quiet) == ["fake"]
         assert len(with_fake) == 2
 
     def test_upstream_config_change_reruns_both(self, project, with_fake, quiet):
-        run_stages(project, project.config(), ["all"], **quiet)
-        assert run_stages(project, project.config(["ingest.size=8"]), ["fake"], **quiet) == ["ingest", "fake"]
+        run_stages(project, project.config(), ["all"], stages=stages.STAGES, **quiet)
+        assert run_stages(project, project.config(["ingest.size=8"]), ["fake"], stages=stages.STAGES, **quiet) == ["ingest", "fake"]
 
     def test_force_on_one_stage_only(self, project, with_fake, quiet):
-        run_stages(project, project.config(), ["all"], **quiet)
-        assert run_stages(project, project.config(), ["fake"], force=True, **quiet) == ["ingest", "fake"]
+        run_stages(project, project.config(), ["all"], stages=stages.STAGES, **quiet)
+        assert run_stages(project, project.config(), ["fake"], stages=stages.STAGES, force=True, **quiet) == ["ingest", "fake"]
 
 
 # --- a real SIGKILL in the middle of ingest ------------------------------------------------------
@@ -243,7 +243,7 @@ def test_sigkill_mid_ingest_leaves_no_artifact_and_rerun_completes(make_project,
     assert stage_attrs(project.stage_path("ingest")) is None
     assert _state(project)[0] == "missing"
 
-    assert run_stages(project, project.config(), ["ingest"], **quiet) == ["ingest"]
+    assert run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, **quiet) == ["ingest"]
     assert _state(project) == ("fresh", [])
     assert int(stage_attrs(project.stage_path("ingest"))["count"]) == KILL_COUNT
     with h5py.File(project.stage_path("ingest"), "r") as f:

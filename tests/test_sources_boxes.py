@@ -17,6 +17,7 @@ from pipeline.ingest.sources.boxes import Box, read_boxes
 from pipeline.core.store import read_strings
 from test_cropping import GLYPH_LINES, glyph_page
 from test_pdf import write_pdf
+import stages
 
 
 def _read(project):
@@ -105,7 +106,7 @@ class TestThroughStage:
         results = []
         for name, file in (("csv", "b.csv"), ("w3c", "b.json")):
             project = self._project(make_project, pages, tmp_path / file, name)
-            run_stages(project, project.config(), ["ingest"], **quiet)
+            run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, **quiet)
             results.append(_read(project))
         a, b = results
         assert np.array_equal(a["crops"], b["crops"]) and a["label"] == b["label"]
@@ -125,7 +126,7 @@ class TestThroughStage:
             {"type": "Annotation", "target": "elsewhere.png#xywh=0,0,10,10"}]))
         project = self._project(make_project, pages, tmp_path / "b.json", "p")
         lines = []
-        run_stages(project, project.config(), ["ingest"], log=lines.append, progress=False)
+        run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, log=lines.append, progress=False)
         d = _read(project)
         h, w = glyph_page().shape[:2]
         assert d["box"].tolist() == [[0, 0, w // 2, h // 2]]
@@ -137,4 +138,4 @@ class TestThroughStage:
         (tmp_path / "b.csv").write_text("pages/p1.png,0,0,10,10\n")
         project = self._project(make_project, pages, tmp_path / "b.csv", "p")
         with pytest.raises(SpritesError, match="none of the 3 pages is named in ingest.boxes: .*'pages/p1.png'.*'book.pdf#page=1'"):
-            run_stages(project, project.config(), ["ingest"], **quiet)
+            run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, **quiet)

@@ -16,6 +16,7 @@ from pipeline.ingest.sources.collect import local_inputs, resolve_specs
 from pipeline.core.store import read_strings
 from test_cropping import GLYPH_LINES, glyph_page
 from test_pdf import write_pdf
+import stages
 
 
 @pytest.fixture
@@ -91,7 +92,7 @@ class TestThroughStage:
     def test_folder_pdf_and_image_combined(self, make_project, tree, quiet):
         project = make_project(tree / "a", "ingest.size=16", "ingest.pdf_dpi=30",
                                f'ingest.sources=["{tree / "b" / "book.pdf"}", "{tree / "c" / "3.png"}"]')
-        run_stages(project, project.config(), ["ingest"], **quiet)
+        run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, **quiet)
         with h5py.File(project.stage_path("ingest"), "r") as f:
             assert read_strings(f["source"]) == ["a/1.png", "a/2.png", "b/book.pdf#page=1", "b/book.pdf#page=2", "c/3.png"]
             assert f["page"][()].tolist() == [0, 0, 1, 2, 0]
@@ -100,9 +101,9 @@ class TestThroughStage:
 
     def test_status_explains_added_files_and_sources(self, make_project, tree, quiet):
         project = make_project(tree / "a", "ingest.size=16")
-        run_stages(project, project.config(), ["ingest"], **quiet)
+        run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, **quiet)
         synthetic_image(20, 20, 9).save(tree / "a" / "new.png")
-        status = stage_status(project, project.config(), "ingest")
+        status = stage_status(project, project.config(), "ingest", stages.STAGES)
         assert status.state == "stale" and "1 added" in " ".join(status.reasons)
-        more = stage_status(project, project.config(["ingest.sources=[\"https://example.org/m.json\"]"]), "ingest")
+        more = stage_status(project, project.config(["ingest.sources=[\"https://example.org/m.json\"]"]), "ingest", stages.STAGES)
         assert "manifests changed (1 added" in " ".join(more.reasons)

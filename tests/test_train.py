@@ -9,7 +9,8 @@ import torch
 from pipeline.core.config import config_from_dict
 from pipeline.models.sprites.model import SpriteModel
 from pipeline.models.state_io import load_tree, save_tree
-from pipeline.models.fit import SETTLE, TrainState, fit, make_optimizer
+from pipeline.models.fit import TrainState, fit, make_optimizer
+from pipeline.models.sprites.training import SETTLE
 
 
 def _setup(epochs=2, reassign_every=3, **model):
@@ -70,8 +71,8 @@ def test_plateau_switches_the_next_transformation_on_early():
     for group in opt.param_groups:
         group["lr"] = 0.0
     state = fit(model, crops, cfg.train, opt, TrainState(), torch.device("cpu"), progress=False, log=lambda m: None)
-    assert state.curriculum_early == 2 and model.sprite_heads.active.tolist() == [1, 1]
-    assert state.curriculum_since == 2 * (48 // 8)  # two 1-epoch windows after the start
+    assert model.train_state.curriculum_early == 2 and model.sprite_heads.active.tolist() == [1, 1]
+    assert model.train_state.curriculum_since == 2 * (48 // 8)  # two 1-epoch windows after the start
 
 
 def test_without_patience_the_curriculum_goes_by_epoch():
@@ -79,7 +80,7 @@ def test_without_patience_the_curriculum_goes_by_epoch():
     for group in opt.param_groups:
         group["lr"] = 0.0
     state = fit(model, crops, cfg.train, opt, TrainState(), torch.device("cpu"), progress=False)
-    assert state.curriculum_early == 0 and model.sprite_heads.active.tolist() == [1, 0]
+    assert model.train_state.curriculum_early == 0 and model.sprite_heads.active.tolist() == [1, 0]
 
 
 def _frozen_twins():
@@ -103,11 +104,11 @@ def test_duplicate_sprites_are_split_then_left_to_settle():
     assert state.step == 24 and SETTLE == 20
     # step 1: a square becomes a copy of the bar (sprite 2); step 21: one of the two bars becomes
     # a copy of the square left
-    assert len(state.reseeds) == 2 and sorted(state.touched) == [1, 21, 21]
-    (step1, _, square, bar, _), (step2, _, second_bar, square_left, _) = state.reseeds
+    assert len(model.train_state.reseeds) == 2 and sorted(model.train_state.touched) == [1, 21, 21]
+    (step1, _, square, bar, _), (step2, _, second_bar, square_left, _) = model.train_state.reseeds
     assert (step1, bar, step2) == (1, 2, 21) and square in (0, 1)
     assert second_bar in (square, 2) and square_left == 1 - square
-    assert all(reason.startswith("it drew the same shape as sprite") for *_, reason in state.reseeds)
+    assert all(reason.startswith("it drew the same shape as sprite") for *_, reason in model.train_state.reseeds)
     squares = [bool((model.masks[k, 0, 4:10, 4:10] > 0).all()) for k in range(3)]
     assert sum(squares) == 2
 
@@ -118,4 +119,4 @@ def test_no_reseeding_after_the_last_milestone():
     cfg, crops, model, opt = _frozen_twins()
     cfg.train.milestones = [2]
     state = fit(model, crops, cfg.train, opt, TrainState(), torch.device("cpu"), progress=False)
-    assert state.step == 24 and [r[0] for r in state.reseeds] == [1]
+    assert state.step == 24 and [r[0] for r in model.train_state.reseeds] == [1]

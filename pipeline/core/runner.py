@@ -1,5 +1,8 @@
 """The stage runner: which stages are fresh, stale (and why) or missing, and running them in order.
 
+The stages themselves (modules declaring NAME, DEPS, PARAMS, VERSION and run(ctx)) are handed in
+by the caller — the CLI passes `stages.STAGES` — so the library never imports them.
+
 A stage is fresh when its artifact `cache/<stage>.h5` is complete and its fingerprint matches
 sha256({stage, code version, the values of its config sections, the run ids of its upstream
 artifacts, a digest of its raw inputs}). Upstream *run ids* (not fingerprints) enter so that a
@@ -13,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from pipeline.core.config import Config
 from pipeline.errors import SpritesError
@@ -52,13 +55,16 @@ class StageStatus:
     meta: dict[str, Any] | None = None
 
 
-def _registry() -> dict[str, ModuleType]:
-    from stages import STAGES
-    return {s.NAME: s for s in STAGES}
+Stages = Sequence[ModuleType]
 
 
-def resolve_targets(targets: list[str]) -> list[str]:
-    registry = _registry()
+def _registry(stages: Stages) -> dict[str, ModuleType]:
+    return {s.NAME: s for s in stages}
+
+
+def resolve_targets(targets: list[str], stages: Stages) -> list[str]:
+    """The stages to run for `targets` ("all", or names), upstream ones included, in order."""
+    registry = _registry(stages)
     if not targets or targets == ["all"]:
         return list(registry)
     for t in targets:
@@ -97,8 +103,8 @@ def _expected(project: Project, cfg: Config, stage: ModuleType) -> tuple[str | N
     return fp, meta, []
 
 
-def stage_status(project: Project, cfg: Config, name: str) -> StageStatus:
-    stage = _registry()[name]
+def stage_status(project: Project, cfg: Config, name: str, stages: Stages) -> StageStatus:
+    stage = _registry(stages)[name]
     fp, meta, blocking = _expected(project, cfg, stage)
     attrs = stage_attrs(project.stage_path(name))
     if attrs is None:
@@ -120,17 +126,17 @@ def stage_status(project: Project, cfg: Config, name: str) -> StageStatus:
     return StageStatus(name, "stale", reasons or ["fingerprint changed"], fp, meta)
 
 
-def run_stages(project: Project, cfg: Config, targets: list[str], force: bool = False,
+def run_stages(project: Project, cfg: Config, targets: list[str], *, stages: Stages, force: bool = False,
                log: Callable[[str], None] = print, progress: bool = True) -> list[str]:
     """Run the stale stages among `targets` (and their stale upstreams), in order; returns those run."""
-    registry = _registry()
-    names = resolve_targets(targets)
+    registry = _registry(stages)
+    names = resolve_targets(targets, stages)
     forced = set(names) if force else set()
     project.cache_dir.mkdir(parents=True, exist_ok=True)
     clean_temporaries(project.cache_dir)
     ran = []
     for name in names:
-        status = stage_status(project, cfg, name)
+        status = stage_status(project, cfg, name, stages)
         if status.state == "fresh" and name not in forced:
             log(f"{name}: up to date, skipped")
             continue

@@ -136,17 +136,19 @@ def speed_case(case: SpeedCase, batch: int = 32, steps: int = 10, warmup: int = 
     NHWC tensors, `compile` wraps the encoder in `torch.compile` (its compile time, the first
     warm-up step, is reported apart). Training itself runs eager: see the README's figures."""
     import torch
-    from pipeline.models.sprites.model import SpriteModel
+    from pipeline.models.base import Clock
     from pipeline.models.fit import make_optimizer
+    from pipeline.models.sprites.model import SpriteModel
     resettable = _reset_peak_rss()
     cfg = case_config(case)
     torch.manual_seed(seed)
     x = torch.rand(batch, case.channels, case.size, case.size)
     model = SpriteModel(cfg.model, case.channels, case.size, init_images=x[:cfg.model.sprites],
                         mean_image=x.mean(0))
-    model.set_epoch(1e9)     # every transformation of the curriculum active
     model.train()
     optimizer = make_optimizer(model, cfg.train)
+    model.start_training(cfg.train, {})
+    clock = Clock(0, 0, 1e9, 1)   # every transformation of the curriculum active, sprites unfrozen
     _check_variant(variant)
     compile_s = None
     if variant == "channels-last":
@@ -156,14 +158,12 @@ def speed_case(case: SpeedCase, batch: int = 32, steps: int = 10, warmup: int = 
     elif variant == "compile":
         model.encoder.trunk = torch.compile(model.encoder.trunk)
         t0 = time.perf_counter()
-        loss, _, _ = model(x, frozen=False)
-        loss.backward()
+        model.training_step(x, clock).backward()
         compile_s = time.perf_counter() - t0
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        loss, _, _ = model(x, frozen=False)
-        loss.backward()
+        model.training_step(x, clock).backward()
         optimizer.step()
 
     t, times = _median_time(step, warmup, steps)
@@ -178,7 +178,7 @@ def speed_case(case: SpeedCase, batch: int = 32, steps: int = 10, warmup: int = 
     if decompose_steps > 0:
         xd = torch.rand(decompose_batch, case.channels, case.size, case.size)
         model.eval()
-        td, _ = _median_time(lambda: model.decompose(xd), 1, decompose_steps)
+        td, _ = _median_time(lambda: model.decompose_batch(xd), 1, decompose_steps)
         out.update({"decompose_batch": decompose_batch, "decompose_s_per_batch": td,
                     "decompose_crops_per_s": decompose_batch / td})
     out["peak_rss_mb"] = _peak_rss_mb()
@@ -218,7 +218,7 @@ def speed_bench(preset: str = "all", threads: int = 0, batch: int = 32, steps: i
     """Run the speed cases of `preset`; `log` gets one formatted line per case as it finishes.
     With `sets` (model overrides), each case is also timed with them, right after itself."""
     import torch
-    from pipeline.models.fit import set_threads
+    from pipeline.models.device import set_threads
     if preset not in PRESET_CASES:
         raise SpritesError(f"unknown preset {preset!r}: choose one of {', '.join(PRESET_CASES)}")
     if steps < 1 or warmup < 0 or batch < 1:
@@ -293,8 +293,9 @@ def _prepare_dir(directory: Path) -> None:
 
 def quality_bench(name: str, minutes: float | None = None, count: int | None = None,
                   directory: str | Path | None = None, sets: list[str] | tuple[str, ...] = (),
-                  log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
-    """Init example `name` in `directory`, train for `minutes`, run all stages, evaluate."""
+                  log: Callable[[str], None] = print, progress: bool = True, stages=()) -> dict[str, Any]:
+    """Init example `name` in `directory`, train for `minutes`, run `stages` (the pipeline's, as the
+    CLI hands them), evaluate."""
     import h5py
     from pipeline.evaluation.evaluate import evaluate
     from pipeline.examples import EXAMPLES
@@ -315,12 +316,12 @@ def quality_bench(name: str, minutes: float | None = None, count: int | None = N
     count = count if count is not None else EXAMPLES[name].default_count
     log(f"bench quality {name}: {count} images, train.minutes = {minutes:g}, train.epochs = {cfg.train.epochs} "
         f"(whichever comes first), project {directory}")
-    run_stages(project, cfg, ["all"], log=log, progress=progress)
+    run_stages(project, cfg, ["all"], stages=stages, log=log, progress=progress)
     with h5py.File(project.stage_path("train"), "r") as f:
         trained_s = float(f.attrs.get("seconds", float("nan")))
         epochs_done = int(f.attrs.get("epochs_done", 0))
         steps = int(f.attrs.get("steps", 0))
-    scores = evaluate(project)
+    scores = evaluate(project, stages=stages)
     wall = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     line: dict[str, Any] = {

@@ -427,19 +427,23 @@ def _write_json(path: Path, data: dict) -> None:
             tmp.unlink()
 
 
-def _freshness(project: Project) -> dict[str, Any]:
-    """fresh | stale (+ reasons) for decompose; 'unknown' when the config cannot be read."""
+def _freshness(project: Project, stages) -> dict[str, Any]:
+    """fresh | stale (+ reasons) for decompose; 'unknown' when the config cannot be read (or no
+    stages were given to judge by)."""
+    if stages is None:
+        return {"state": "unknown", "reasons": ["no stage list given"]}
     try:
         from pipeline.core.runner import stage_status
-        st = stage_status(project, project.config(), "decompose")
+        st = stage_status(project, project.config(), "decompose", stages)
         return {"state": st.state, "reasons": list(st.reasons)}
     except Exception as e:  # noqa: BLE001 - freshness is informative only
         return {"state": "unknown", "reasons": [str(e)]}
 
 
 def evaluate(project: Project | str | Path, labels: Path | str | None = None,
-             masks: Path | str | None = None) -> dict[str, Any]:
-    """Score the project's decomposition against the ground truth; write exports/eval.json."""
+             masks: Path | str | None = None, stages=None) -> dict[str, Any]:
+    """Score the project's decomposition against the ground truth; write exports/eval.json.
+    `stages` (the pipeline's, as the CLI hands them) let the result say whether decompose is fresh."""
     import h5py
     from pipeline.core.store import read_strings, stage_attrs
 
@@ -483,7 +487,7 @@ def evaluate(project: Project | str | Path, labels: Path | str | None = None,
         "project": str(project.root),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "decompose": {"fingerprint": dec_attrs.get("fingerprint"), "created_utc": dec_attrs.get("created_utc"),
-                      **_freshness(project)},
+                      **_freshness(project, stages)},
         "counts": {},
         "notes": [],
     }

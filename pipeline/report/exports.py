@@ -35,7 +35,7 @@ from pipeline import __version__
 from pipeline.core.store import read_strings, string_dataset, write_atomic_h5
 from pipeline.report.thumbs import png_bytes, rgba
 
-__all__ = ["FORMAT_VERSION", "transform_columns", "assignment_rows", "write_assignments", "write_masks",
+__all__ = ["FORMAT_VERSION", "value_order", "assignment_rows", "write_assignments", "write_masks",
            "write_sprite_pngs", "atomic_path"]
 
 FORMAT_VERSION = 1
@@ -67,54 +67,21 @@ def _number(v: float) -> float | None:
     return float(f"{v:.6g}") if math.isfinite(v) else None
 
 
-def _module_columns(name: str, width: int) -> list[str]:
-    if width == 0:
+def value_order(dec: h5py.File) -> list[str]:
+    """The readable transformation columns decompose.h5 keeps (`values/`), in the model's order."""
+    if "values" not in dec:
         return []
-    if name.endswith("position"):
-        return [f"{name}_scale", f"{name}_tx", f"{name}_ty"]
-    if name.endswith("color"):
-        return [f"{name}_gain", f"{name}_offset"]
-    return [f"{name}_norm"]
+    order = json.loads(dec["values"].attrs.get("order", "[]"))
+    return [c for c in order if c in dec["values"]] + sorted(c for c in dec["values"] if c not in order)
 
 
-def _module_values(name: str, beta: np.ndarray, init_scale: float) -> list[np.ndarray]:
-    """beta (B, P) → one (B,) array per column of `_module_columns`."""
-    if beta.shape[1] == 0:
-        return []
-    if name.endswith("position"):
-        return [init_scale * np.exp(beta[:, 0]), beta[:, 1], beta[:, 2]]
-    if name.endswith("color"):
-        ab = beta.reshape(len(beta), -1, 2)
-        return [(1 + ab[:, :, 0]).mean(1), ab[:, :, 1].mean(1)]
-    return [np.linalg.norm(beta, axis=1)]
-
-
-def transform_columns(params: dict[str, int], layers: int) -> list[str]:
-    """Column names for the modules `params` (name → parameter count), in order."""
-    cols = []
-    for layer in range(layers):
-        prefix = f"l{layer}_" if layers > 1 else ""
-        for name, width in params.items():
-            cols += [prefix + c for c in _module_columns(name, width)]
-    return cols
-
-
-def _param_order(dec: h5py.File, order: list[str] | None) -> dict[str, int]:
-    present = list(dec["params"]) if "params" in dec else []
-    names = [n for n in (order or []) if n in present] + sorted(n for n in present if n not in (order or []))
-    return {n: int(dec["params"][n].shape[-1]) for n in names}
-
-
-def assignment_rows(ingest: h5py.File, dec: h5py.File, backgrounds: int = 0, init_scale: float = 1.0,
-                    order: list[str] | None = None) -> tuple[list[str], Iterator[dict[str, Any]]]:
-    """(columns, rows): one dict per crop, streamed from the open ingest.h5 and decompose.h5.
-
-    `backgrounds` (M, the model's background prototypes; 0 = none), `init_scale`
-    (model.position_scale) and `order` (module names in model order) come from the model config."""
+def assignment_rows(ingest: h5py.File, dec: h5py.File, backgrounds: int = 0) -> tuple[list[str], Iterator[dict[str, Any]]]:
+    """(columns, rows): one dict per crop, streamed from the open ingest.h5 and decompose.h5;
+    `backgrounds` is M, the model's background prototypes (0 = none)."""
     n, L = dec["sprite"].shape
-    params = _param_order(dec, order)
+    values = value_order(dec)
     has_bkg = backgrounds > 0
-    tcols = transform_columns(params, L)
+    tcols = [(f"l{layer}_" if L > 1 else "") + c for layer in range(L) for c in values]
     meta = {name: read_strings(ds) for name, ds in ingest["metadata"].items()} if "metadata" in ingest else {}
     mcols = [f"meta_{name}" for name in meta]
     columns = BASE_COLUMNS + (["background"] if has_bkg else []) + ["error", "margin"] + PROVENANCE_COLUMNS + mcols + tcols
@@ -129,10 +96,7 @@ def assignment_rows(ingest: h5py.File, dec: h5py.File, backgrounds: int = 0, ini
             box, sprite, front = ingest["box"][lo:hi], dec["sprite"][lo:hi], dec["front"][lo:hi]
             error, margin = dec["error"][lo:hi], dec["margin"][lo:hi]
             bkg = dec["background"][lo:hi] if has_bkg else None
-            extra = []
-            for layer in range(L):
-                for name in params:
-                    extra += _module_values(name, dec["params"][name][lo:hi, layer].astype(np.float64), init_scale)
+            extra = [dec["values"][c][lo:hi, layer] for layer in range(L) for c in values]
             for i in range(hi - lo):
                 row = {"crop_id": lo + i, "source": sources[lo + i], "box_x": int(box[i, 0]), "box_y": int(box[i, 1]),
                        "box_w": int(box[i, 2]), "box_h": int(box[i, 3]), "sprite": int(front[i]),
@@ -145,8 +109,8 @@ def assignment_rows(ingest: h5py.File, dec: h5py.File, backgrounds: int = 0, ini
                 row.update({key: strings[key][j] for key in PROVENANCE_STRINGS if key != "checksum"})
                 row["rotation"], row["checksum"] = _number(rotation[j]), strings["checksum"][j]
                 row.update({col: meta[name][j] for col, name in zip(mcols, meta)})
-                for col, values in zip(tcols, extra):
-                    row[col] = _number(values[i])
+                for col, column in zip(tcols, extra):
+                    row[col] = _number(column[i])
                 yield row
     return columns, rows()
 

@@ -1,6 +1,5 @@
 """Pixels for the report and the exports: fast PNG writing, the one colour palette, coloured
-masks, and the sprites drawn as the model placed them (re-rendered from decompose.h5's stored
-transformation parameters, so no encoder pass is needed for 50,000 crops).
+masks, and the pictures decompose.h5 keeps (the model's bank, the layers of sample crops).
 
 Arrays are uint8 (C, H, W) as in the HDF5 files unless said otherwise; PNGs are written with
 OpenCV at compression level 1 (a 28×28 grey PNG in well under 0.1 ms).
@@ -13,13 +12,9 @@ import os
 
 import cv2
 import numpy as np
-import torch
 
-from pipeline.models.sprites.transforms import apply_sequence, color, soft_clamp, turn_eighths
-
-__all__ = ["palette", "palette_rgb", "layer_rgb", "LAYER_COLOURS", "BACKGROUND_COLOUR", "to_hwc", "to_uint8",
-           "write_png", "png_bytes", "rgba", "colour_labels", "display_size", "front_layer",
-           "sprite_bank", "render_aligned"]
+__all__ = ["palette", "palette_rgb", "layer_rgb", "LAYER_COLOURS", "BACKGROUND_COLOUR", "to_hwc",
+           "write_png", "png_bytes", "rgba", "colour_labels", "display_size", "sprite_bank", "sample_pictures"]
 
 # Distinct, colour-blind-friendly first (Okabe–Ito, then Tableau), then golden-angle hues.
 _BASE = ["#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#f0e442", "#7f3c8d",
@@ -55,10 +50,6 @@ def palette_rgb(n: int) -> np.ndarray:
 def layer_rgb(L: int) -> np.ndarray:
     """(L + 1, 3) uint8: row 0 the background, row l + 1 layer l (the instance-mask labels)."""
     return _hex_rgb([BACKGROUND_COLOUR] + [LAYER_COLOURS[l % len(LAYER_COLOURS)] for l in range(L)])
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    return (x.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
 
 def to_hwc(a: np.ndarray) -> np.ndarray:
@@ -98,82 +89,28 @@ def display_size(side: int, target: int = 96) -> int:
     return side * max(1, round(target / side))
 
 
-def front_layer(sprite: np.ndarray, occlusion: np.ndarray) -> np.ndarray:
-    """The layer of decompose.h5's `front` sprite: sprite (B, L), occlusion (B, L, L) → (B,).
-
-    Same rule as the decompose stage: among non-empty layers, the one occluding the most others."""
-    nonempty = sprite >= 0
-    depth = (occlusion.astype(np.int64) * nonempty[:, None, :]).sum(2) + 1
-    depth = np.where(nonempty, depth, 0)
-    return depth.argmax(1)
+def sprite_bank(dec) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The model's bank as decompose.h5 keeps it: (K, C, s, s) colours, (K, 1, s, s) masks or None
+    (opaque), (M, C, S, S) backgrounds or None."""
+    get = lambda name: dec[f"prototypes/{name}"][()] if f"prototypes/{name}" in dec else None  # noqa: E731
+    return get("colours"), get("masks"), get("backgrounds")
 
 
-@torch.no_grad()
-def sprite_bank(model) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """(K, C, s, s) colours, (K, 1, s, s) masks or None (opaque), (M, C, S, S) backgrounds or None."""
-    colours = to_uint8(soft_clamp(model.prototypes))
-    masks = to_uint8(soft_clamp(model.masks)) if model.masks is not None else None
-    bkgs = to_uint8(soft_clamp(model.backgrounds)) if model.backgrounds is not None else None
-    return colours, masks, bkgs
-
-
-@torch.no_grad()
-def render_aligned(model, sprites: np.ndarray, betas: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Draw sprite `sprites[b]` with the stored parameters of its layer, as the model did.
-
-    `betas` maps "name" (sprite transforms), "layer_name" (layer transforms) and, with
-    model.rotations > 1, "quarter_turns" to (B, P) arrays;
-    returns uint8 colour (B, C, H, W) and alpha (B, 1, H, W). Empty layers (sprite −1) are blank.
-    Mirrors SpriteModel.render_chosen: spatial maps in one resampling, then colour (which
-    commutes with bilinear sampling)."""
-    C, H = model.C, model.H
-    k = torch.from_numpy(sprites.astype(np.int64))
-    src = soft_clamp(model.prototypes.detach())
-    if model.masks is not None:
-        src = torch.cat([src, model.masks.detach()], dim=1)
-    else:
-        src = torch.cat([src, src.new_ones(src.shape[0], 1, *src.shape[2:])], dim=1)
-    x = src[k.clamp(min=0)]
-    if "quarter_turns" in betas:   # the selection's turn of each sprite, before its transformations
-        eighths = (torch.from_numpy(np.asarray(betas["quarter_turns"])).reshape(-1) * 2).round().long() % 8
-        x = torch.cat([turn_eighths(xi[None], int(t)) for xi, t in zip(x, eighths)]) if len(x) else x
-    names = list(model.sprite_seq) + [f"layer_{n}" for n in model.layer_seq]
-    seq = list(model.sprite_seq) + list(model.layer_seq)
-    tensors = [torch.from_numpy(np.ascontiguousarray(betas[n])).float() for n in names]
-    spatial = [(n, b) for n, b in zip(seq, tensors) if n not in ("color", "identity")]
-    out = apply_sequence(x, [n for n, _ in spatial], [b for _, b in spatial], (H, H), C,
-                         padding_mode=model.padding, options=model.options)
-    rgb, mask = out[:, :C], out[:, C:C + 1]
-    for n, b in zip(seq, tensors):
-        if n == "color":
-            rgb = color(rgb, b)
-    alpha = soft_clamp(mask) if model.masks is not None else torch.ones_like(mask)
-    alpha = alpha * (k >= 0).to(alpha.dtype)[:, None, None, None]
-    return to_uint8(rgb), to_uint8(alpha)
-
-
-@torch.no_grad()
-def sample_images(model, crops: np.ndarray, semantic: np.ndarray, instance: np.ndarray) -> list[dict]:
-    """The layer-by-layer pictures of a few crops, recomputed with the model (DTI-Sprites figures).
-
-    crops (B, C, S, S) uint8; semantic/instance (B, S, S) from decompose.h5. Returns per crop:
-    `semantic`, `instance` (H, W, 3), `background` (H, W, 4) or None, `layers` [(H, W, 4)], and
-    `sprites` [k or −1 per layer]."""
-    x = torch.from_numpy(crops).float() / 255
-    d = model.decompose(x)
-    K, L = model.K, model.L
+def sample_pictures(dec, rows: np.ndarray, ids: np.ndarray, C: int, K: int, L: int) -> list[dict]:
+    """The layer-by-layer pictures of the sample crops `ids` (rows `rows` of decompose.h5's
+    sample/*), as the DTI-Sprites figures show them. Returns per crop: `semantic`, `instance`
+    (H, W, 3), `background` (H, W, 4) or None, `layers` [(H, W, 4)], and `sprites` [k or −1 per layer]."""
     sem_colours, inst_colours = palette_rgb(K), layer_rgb(L)
-    colour, alpha = to_uint8(d.layers), to_uint8(d.alphas)           # (L, B, C, H, W), (L, B, 1, H, W)
-    backdrop = to_uint8(d.backdrop) if model.M else None
-    choice = d.choice.cpu().numpy()
+    layers = dec["sample/layers"][rows.min():rows.max() + 1][rows - rows.min()] if len(rows) else []
+    backdrop = dec["sample/backdrop"][rows.min():rows.max() + 1][rows - rows.min()] \
+        if len(rows) and "sample/backdrop" in dec else None
     out = []
-    for b in range(len(crops)):
-        sprites = [int(k) if k < K else -1 for k in choice[b]]
+    for j, i in enumerate(ids.tolist()):
         out.append({
-            "semantic": colour_labels(semantic[b], sem_colours),
-            "instance": colour_labels(instance[b], inst_colours),
-            "background": rgba(backdrop[b], None) if backdrop is not None else None,
-            "layers": [rgba(colour[l, b], alpha[l, b]) for l in range(L)],
-            "sprites": sprites,
+            "semantic": colour_labels(dec["semantic"][i], sem_colours),
+            "instance": colour_labels(dec["instance"][i], inst_colours),
+            "background": rgba(backdrop[j], None) if backdrop is not None else None,
+            "layers": [rgba(layer[:C], layer[C:]) for layer in layers[j]],
+            "sprites": [int(k) for k in dec["sprite"][i]],
         })
     return out

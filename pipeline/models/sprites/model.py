@@ -19,11 +19,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pipeline.models.sprites.compositor import composite, fixed_occlusion, occlusion_from_logits
 from pipeline.core.config import ModelConfig
+from pipeline.models.base import DataShape, Model
+from pipeline.models.sprites.compositor import composite, fixed_occlusion, occlusion_from_logits
 from pipeline.models.sprites.encoder import Encoder
 from pipeline.models.sprites.heads import GroupedMLP, SequenceHeads
-from pipeline.models.sprites.selection import select
+from pipeline.models.sprites.record import SpriteRecord
+from pipeline.models.sprites.seeding import seed_sprites
+from pipeline.models.sprites.selection import layer_runner_up, select
+from pipeline.models.sprites.training import SpriteTraining
 from pipeline.models.sprites.transforms import TRANSFORMS, apply_sequence, canonical_name, soft_clamp, turn_eighths
 
 __all__ = ["SpriteModel", "Rendered", "Decomposition", "check_model_config", "gaussian_masks"]
@@ -81,6 +85,8 @@ class Decomposition:
     backdrop: torch.Tensor      # (B, C, H, W) transformed background (zeros without background)
     occlusion: torch.Tensor     # (L, L, B) hard occlusion
     params: dict[str, torch.Tensor]  # name → (B, L, P) chosen sprite's parameters per module
+    runner_up: torch.Tensor | None = None     # (B, L) best other sprite per layer, others fixed (K = empty, −1 = none)
+    layer_cost: torch.Tensor | None = None    # (B, L) the cost with the runner-up (inf = none)
 
 
 ELONGATION = 1.25  # initial masks' std ratio x / y with turn candidates (model.rotations > 1)
@@ -109,7 +115,27 @@ def _area_resize(t: torch.Tensor | None, side: int) -> torch.Tensor | None:
     return nn.functional.interpolate(flat, size=(side, side), mode="area").view(*t.shape[:-2], side, side)
 
 
-class SpriteModel(nn.Module):
+class SpriteModel(SpriteTraining, SpriteRecord, Model):
+    """The `sprites` model kind (`pipeline.models.base.Model`)."""
+
+    kind = "sprites"
+
+    @classmethod
+    def check_config(cls, cfg, shape: DataShape) -> None:
+        check_model_config(cfg.model, shape.size)
+
+    @classmethod
+    def build(cls, cfg, shape: DataShape, crops: torch.Tensor | None = None) -> "SpriteModel":
+        """With `crops` (N, C, S, S) uint8: the backgrounds start as the mean of 100 crops and, with
+        model.sprite_init = samples, the sprites as k-means++ seeds; the seed is train.seed."""
+        if crops is None:
+            return cls(cfg.model, shape.channels, shape.size)
+        g = torch.Generator().manual_seed(cfg.train.seed)
+        torch.manual_seed(cfg.train.seed)
+        sample = crops[torch.randperm(crops.shape[0], generator=g)[:100]].float() / 255
+        seeds = seed_sprites(crops, cfg.model.sprites, g) if cfg.model.sprite_init == "samples" else None
+        return cls(cfg.model, shape.channels, shape.size, init_images=seeds, mean_image=sample.mean(0))
+
     def __init__(self, cfg: ModelConfig, channels: int, size: int,
                  init_images: torch.Tensor | None = None, mean_image: torch.Tensor | None = None):
         super().__init__()
@@ -423,4 +449,8 @@ class SpriteModel(nn.Module):
         recon = composite(layers, alphas, occ, backdrop if backgrounds is not None else None)
         error = ((recon - x) ** 2).flatten(1).mean(1)
         margin = (second - cost).clamp(min=0) if second is not None else torch.zeros_like(cost)
-        return Decomposition(choice, turns, cost, error, margin, bkg_choice, recon, layers, alphas, backdrop, occ, params)
+        chosen_bkg = backdrop if backgrounds is not None else None
+        runner_up, layer_cost = layer_runner_up(x, rendered.layers, rendered.alphas, chosen_bkg, occ,
+                                                self.penalty(False, x.device), candidate, self.has_empty, self.R)
+        return Decomposition(choice, turns, cost, error, margin, bkg_choice, recon, layers, alphas, backdrop, occ, params,
+                             runner_up, layer_cost)

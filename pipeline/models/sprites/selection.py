@@ -34,6 +34,7 @@ __all__ = [
     "exhaustive_select",
     "gather_choice",
     "greedy_select",
+    "layer_runner_up",
     "one_hot_choice",
     "select",
 ]
@@ -307,6 +308,59 @@ def greedy_select(
         err[choice[:, l], b_idx] = float("inf")  # the current assignment is not a runner-up
         second = torch.minimum(second, err.min(dim=0).values + others.sum(dim=1))
     return choice, cost, second
+
+
+@torch.no_grad()
+def layer_runner_up(
+    x: torch.Tensor,
+    layers: torch.Tensor,
+    alphas: torch.Tensor,
+    background: torch.Tensor | None,
+    occlusion: torch.Tensor | None,
+    penalty: torch.Tensor | Sequence[float] | None,
+    choice: torch.Tensor,
+    empty: bool = False,
+    group: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each layer, the best *other* candidate of that slot with the other slots kept at
+    ``choice``, and the cost of the assignment it gives (one slot evaluation per layer; for L = 1
+    this is the second-best sprite).
+
+    Candidates come in groups of ``group`` (the turns of one sprite): the runner-up is another
+    group, scored by its best member. With ``empty`` the empty sprite (candidate K) is a group of
+    its own, numbered K // group.
+
+    Returns:
+        runner_up (B, L) long group index, cost (B, L) (inf where there is no other group).
+    """
+    occlusion, penalty = _check(x, layers, alphas, background, occlusion, penalty, empty)
+    L, K, B = layers.shape[:3]
+    if K % group:
+        raise ValueError(f"{K} candidates do not come in groups of {group}")
+    G = K // group
+    b_idx = torch.arange(B, device=x.device)
+    l_idx = torch.arange(L, device=x.device)[:, None]
+    real = choice.t().clamp(max=K - 1)                                            # (L, B)
+    cur_layers = layers[l_idx, real, b_idx[None]]                                 # (L, B, C, H, W)
+    cur_alphas = alphas[l_idx, real, b_idx[None]] * (choice.t() < K).to(alphas.dtype)[..., None, None, None]
+    pen = penalty[choice]                                                         # (B, L)
+    chosen = torch.where(choice >= K, G, choice // group)                         # (B, L) group of the choice
+    best = torch.full((B, L), -1, dtype=torch.long, device=x.device)
+    cost = torch.full((B, L), float("inf"), dtype=x.dtype, device=x.device)
+    for l in range(L):
+        terms = _slot_terms(cur_layers, cur_alphas, occlusion, background, l)
+        err = _slot_costs(x, layers[l], alphas[l], terms) + penalty[:K, None]   # (K, B)
+        err = err.view(G, group, B).amin(dim=1)                                   # (G, B) best turn
+        if empty:
+            err = torch.cat([err, _mse(x, terms[0])[None] + penalty[K]])
+        others = pen.clone()
+        others[:, l] = 0  # masked, not subtracted: inf − inf would be NaN
+        err = err + others.sum(dim=1)[None]
+        err[chosen[:, l], b_idx] = float("inf")
+        c, k = err.min(dim=0)
+        cost[:, l] = c
+        best[:, l] = torch.where(torch.isfinite(c), k, -1)
+    return best, cost
 
 
 # ----------------------------------------------------------------------------- dispatch and helpers

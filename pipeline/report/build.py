@@ -1,0 +1,253 @@
+"""The report stage's work: the HTML galleries (DIR/report/) and the exports (DIR/exports/), from
+the artifacts alone (ingest.h5, train.h5, decompose.h5): this package never imports a model.
+
+Reads the HDF5 files in chunks (never every crop at once). Thumbnails are written once per crop as
+small PNGs (img/crops, img/recon, img/aligned) and kept across reruns while the upstream artifacts
+are unchanged (a new `report.per_page` only re-renders pages). The report is rendered into a
+temporary folder and swapped in whole, so a crash never leaves half a report; every export is
+written under a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from pipeline import __version__
+from pipeline.core.config import render_toml
+from pipeline.core.fingerprint import stable_hash
+from pipeline.core.store import pid_alive, read_strings
+from pipeline.report.exports import assignment_rows, write_assignments, write_masks, write_sprite_pngs
+from pipeline.report.render import ReportData, fmt_duration, fmt_number
+from pipeline.core.sample import spread_ids
+from pipeline.report.thumbs import rgba, sample_pictures, sprite_bank, to_hwc, write_png
+
+__all__ = ["THUMBS_VERSION", "crop_name", "template_inputs", "clean_leftovers", "thumbs_key", "reusable_thumbs",
+           "write_thumbs", "swap", "write_exports", "write_bank_and_sample", "report_data"]
+
+THUMBS_VERSION = 1   # bump when the thumbnails' pixels change
+_CHUNK = 512         # crops per streaming step
+
+
+def template_inputs(project) -> dict:
+    """A project's own templates/ (overriding the shipped ones) enter the fingerprint."""
+    folder = project.root / "templates"
+    if not folder.is_dir():
+        return {}
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return {"templates": stable_hash([(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files])}
+
+
+def crop_name(i: int, n: int) -> str:
+    return f"{i:0{max(6, len(str(max(n - 1, 0))))}d}.png"
+
+
+def _threads(configured: int = 0) -> int:
+    """PNG-writing threads: train.threads when set, else the cores we may use (at most 4)."""
+    if configured > 0:
+        return configured
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def clean_leftovers(project) -> None:
+    """Temporary report folders and export files of killed runs (their process is gone)."""
+    candidates = [*project.root.glob("report.tmp-*"), *project.root.glob("report.old-*"),
+                  *project.exports_dir.glob("*.tmp-*")]
+    for tmp in candidates:
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and (int(pid) == os.getpid() or not pid_alive(int(pid))):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+
+
+def thumbs_key(ctx, n: int) -> dict:
+    return {"version": THUMBS_VERSION, "deps": ctx.meta.get("deps_json"), "count": n}
+
+
+def reusable_thumbs(report_dir: Path, key: dict) -> bool:
+    try:
+        return json.loads((report_dir / "img" / "thumbs.json").read_text()) == json.loads(json.dumps(key))
+    except (OSError, ValueError):
+        return False
+
+
+def write_thumbs(img: Path, ing: h5py.File, dec: h5py.File, progress: bool = False, threads: int = 0) -> None:
+    """img/crops, img/recon and img/aligned (the front sprite as placed, RGBA), as decompose stored them."""
+    n, C = ing["crops"].shape[0], ing["crops"].shape[1]
+    folders = [img / "crops", img / "recon", img / "aligned"]
+    for f in folders:
+        f.mkdir(parents=True, exist_ok=True)
+    pool = ThreadPoolExecutor(_threads(threads))
+
+    def save(args):
+        folder, arrays, lo = args
+        for j, a in enumerate(arrays):
+            write_png(folder / crop_name(lo + j, n), a)
+
+    try:
+        with tqdm(total=n, desc="report thumbnails", unit="crop", disable=not progress, mininterval=0.5) as bar:
+            pending = []
+            for lo in range(0, n, _CHUNK):
+                hi = min(n, lo + _CHUNK)
+                crops, recon, aligned = ing["crops"][lo:hi], dec["recon"][lo:hi], dec["aligned"][lo:hi]
+                for f in pending:
+                    f.result()
+                half = max(1, (hi - lo) // 2)
+                jobs = []
+                for folder, arrays in ((folders[0], [to_hwc(a) for a in crops]), (folders[1], [to_hwc(a) for a in recon]),
+                                       (folders[2], [rgba(a[:C], a[C:]) for a in aligned])):
+                    jobs += [(folder, arrays[:half], lo), (folder, arrays[half:], lo + half)]
+                pending = [pool.submit(save, job) for job in jobs]
+                bar.update(hi - lo)
+            for f in pending:
+                f.result()
+    finally:
+        pool.shutdown(wait=True)
+
+
+def swap(tmp: Path, final: Path) -> None:
+    old = final.with_name(f"{final.name}.old-{os.getpid()}")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def export_attrs(ctx) -> dict:
+    keep = ("stage", "fingerprint", "config_json", "stage_version", "run_id")
+    return {k: ctx.meta[k] for k in keep if k in ctx.meta}
+
+
+def write_exports(ctx, ing, dec, model: dict) -> list[str]:
+    """exports/: assignments.csv/.json, masks.h5 (transparent models), sprites/*.png."""
+    cfg, exports, n = ctx.config, ctx.project.exports_dir, ing["crops"].shape[0]
+    K, L, M = model["sprites"], model["layers"], model["backgrounds"]
+    columns, rows = assignment_rows(ing, dec, backgrounds=M)
+    header = {"sprites": K, "layers": L, "backgrounds": M, "count": n,
+              "size": int(ing["crops"].shape[-1]), "images_root": str(ing.attrs.get("images_root", "")),
+              "config": cfg.to_dict()}
+    write_assignments(exports, columns, rows, header)
+    written = ["assignments.csv", "assignments.json"]
+    if model["transparent"]:
+        write_masks(exports / "masks.h5", ing, dec, {**export_attrs(ctx), "sprites": K, "layers": L})
+        written.append("masks.h5")
+    else:
+        (exports / "masks.h5").unlink(missing_ok=True)
+    colours, masks, backgrounds = sprite_bank(dec)
+    return written + [f"sprites/{s}" for s in write_sprite_pngs(exports / "sprites", colours, masks, backgrounds)]
+
+
+def write_bank_and_sample(img: Path, ing, dec, model: dict, count: int) -> list[dict]:
+    """img/sprites/*.png (the sprite bank) and img/sample/* (the reconstructions page's pictures:
+    `count` of the crops whose layers decompose kept)."""
+    (img / "sprites").mkdir(parents=True, exist_ok=True)
+    colours, masks, backgrounds = sprite_bank(dec)
+    for k in range(len(colours)):
+        write_png(img / "sprites" / f"sprite_{k:03d}.png", rgba(colours[k], None if masks is None else masks[k]))
+    for m in range(0 if backgrounds is None else len(backgrounds)):
+        write_png(img / "sprites" / f"background_{m}.png", rgba(backgrounds[m], None))
+    n, C = ing["crops"].shape[0], ing["crops"].shape[1]
+    kept = dec["sample/ids"][()] if "sample/ids" in dec else np.zeros(0, np.int64)
+    rows = spread_ids(len(kept), count)
+    (img / "sample").mkdir(exist_ok=True)
+    sample = []
+    for lo in range(0, len(rows), 64):
+        chunk = rows[lo:lo + 64]
+        pics = sample_pictures(dec, chunk, kept[chunk], C, model["sprites"], model["layers"])
+        for i, pic in zip(kept[chunk].tolist(), pics):
+            stem = img / "sample" / crop_name(i, n)[:-4]
+            write_png(f"{stem}_semantic.png", pic["semantic"])
+            write_png(f"{stem}_instance.png", pic["instance"])
+            if pic["background"] is not None:
+                write_png(f"{stem}_background.png", pic["background"])
+            for l, layer in enumerate(pic["layers"]):
+                write_png(f"{stem}_layer{l}.png", layer)
+            sample.append({"id": i, "sprites": pic["sprites"]})
+    return sample
+
+
+_EXPORT_NOTES = {
+    "assignments.csv": "one row per crop: source, box, sprite, layers, error, margin, provenance (page, file, IIIF canvas and region, checksum), metadata columns, transformation values",
+    "assignments.json": "the same as a list of objects, with a header (config, sprite count)",
+    "masks.h5": "per crop: semantic mask (0 background, k+1 = sprite k) and instance mask (l+1 = layer l)",
+}
+
+
+def _collection_facts(ing, provenance, n: int) -> list[tuple[str, str]]:
+    """Pages cut into crops and the metadata columns, for the run table."""
+    facts = []
+    if provenance.pages:
+        facts.append(("Pages cut into crops", f"{len(provenance.pages):,} (see Pages: every crop outlined on its page)"))
+    if provenance.metadata:
+        with_row = sum(1 for i in range(n) if any(v[i] for v in provenance.metadata.values()))
+        unmatched = int(ing["metadata_unmatched/rows"].shape[0]) if "metadata_unmatched/rows" in ing else 0
+        facts.append(("Metadata", f"{len(provenance.metadata)} column{'s' if len(provenance.metadata) != 1 else ''} "
+                                  f"({', '.join(list(provenance.metadata)[:8])}{', …' if len(provenance.metadata) > 8 else ''}); "
+                                  f"{with_row:,} of {n:,} crops have values"
+                                  + (f"; {unmatched:,} rows of the spreadsheet match no crop" if unmatched else "")))
+    return facts
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def report_data(ctx, ing, dec, tr, model: dict, train_attrs, sample, exports, provenance) -> ReportData:
+    cfg, n = ctx.config, ing["crops"].shape[0]
+    front = dec["front"][()]
+    error = dec["error"][()]
+    S, C = int(ing["crops"].shape[-1]), int(ing["crops"].shape[1])
+    skipped = list(zip(read_strings(ing["skipped/source"]), read_strings(ing["skipped/reason"]))) if "skipped" in ing else []
+    files = int(ing["files/source"].shape[0]) if "files/source" in ing else n + len(skipped)
+    history = tr["history"] if "history" in tr else {}
+    steps = history["step"][()].tolist() if "step" in history else []
+    losses = history["loss"][()].tolist() if "loss" in history else []
+    used = int(len(np.unique(front[front >= 0])))
+    K, L, M = model["sprites"], model["layers"], model["backgrounds"]
+    device = str(train_attrs.get("device", "?")) + (f", {int(train_attrs['threads'])} threads"
+                                                   if train_attrs.get("device") == "cpu" and "threads" in train_attrs else "")
+    facts = [
+        ("Images folder", str(ing.attrs.get("images_root", ""))),
+        ("Crops", f"{n:,} of {S}×{S} px, {'grey' if C == 1 else 'colour'}, from {files:,} files ({len(skipped):,} skipped)"),
+        ("Preset", cfg.preset),
+        ("Model", model["kind"]),
+        ("Sprites (K)", f"{K} ({used} in use)"),
+        ("Layers (L)", str(L)),
+        ("Backgrounds", str(M) if M else "none"),
+        *[(label, value) for label, value in model.get("facts", [])],
+        ("Training", f"{_plural(int(train_attrs.get('epochs_done', 0)), 'epoch')}, {_plural(int(train_attrs.get('steps', 0)), 'step')}, "
+                     f"{fmt_duration(float(train_attrs.get('seconds', 0.0)))}"),
+        ("Device", device),
+        ("Final training loss", fmt_number(losses[-1], 4) if losses else "–"),
+        ("Mean reconstruction error", fmt_number(float(error.mean()), 4) if n else "–"),
+        ("Sprites re-seeded", str(int(train_attrs.get("reseeded", 0)))),
+        *_collection_facts(ing, provenance, n),
+        ("Trained", str(train_attrs.get("created_utc", "?")).replace("T", " ").replace("Z", " UTC")),
+    ]
+    counts = np.bincount(front[front >= 0].astype(np.int64), minlength=K)
+    lede = (f"{n:,} crops explained by {K} sprite{'s' if K != 1 else ''}"
+            + (f" over {M} background{'s' if M != 1 else ''}" if M else "")
+            + f"; {used} sprite{'s are' if used != 1 else ' is'} in use, the most frequent explains {int(counts.max()) if K else 0:,} crops.")
+    created = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return ReportData(
+        project_name=ctx.project.root.name, provenance=provenance, front=front, error=error, margin=dec["margin"][()],
+        background=dec["background"][()], size=S, sprite_size=model["sprite_size"], K=K, L=L, M=M,
+        transparent=model["transparent"], per_page=cfg.report.per_page, steps=steps, losses=losses,
+        facts=facts, lede=lede, config_text=render_toml(cfg), created=created, version=__version__,
+        skipped=skipped, sample=sample,
+        exports=[{"path": e, "description": _EXPORT_NOTES.get(e, "")} for e in exports if not e.startswith("sprites/")]
+        + [{"path": "sprites/", "description": "the sprites (RGBA PNG) and background prototypes"}],
+        reseeds=[{"epoch": epoch, "sprite": k, "source": src, "reason": why}
+                 for _, epoch, k, src, why in json.loads(train_attrs.get("reseeds_json", "[]"))])
+
+
