@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 
 import numpy as np
 import pytest
@@ -247,3 +248,40 @@ class TestBadFiles:
         r = load_crop(tmp_path / "big.png", 16, 3, max_pixels=1999)
         assert r.crop is None and "too large (50×40 px > ingest.max_pixels = 1999)" in r.error
         assert load_crop(tmp_path / "big.png", 16, 3, max_pixels=2000).error is None
+
+
+class TestFastPng:
+    """8-bit grey and RGB PNGs go through libspng; the pixels equal Pillow's, every other PNG is Pillow's."""
+
+    @pytest.mark.parametrize("mode", ["L", "RGB"])
+    @pytest.mark.parametrize("channels", [1, 3])
+    def test_same_pixels_as_pillow(self, mode, channels, monkeypatch):
+        from pipeline.ingest import images
+        rng = np.random.default_rng(0)
+        arr = rng.integers(0, 256, (23, 31) if mode == "L" else (23, 31, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(arr, mode).save(buf, "PNG")
+        data = buf.getvalue()
+        assert images._fast_png(data, channels, 10**9) is not None
+        fast = images.decode_image(data, channels)
+        monkeypatch.setattr(images, "pyspng", None)
+        slow = images.decode_image(data, channels)
+        assert fast.array.shape == slow.array.shape == (23, 31, channels)
+        assert np.array_equal(fast.array, slow.array) and (fast.width, fast.height) == (slow.width, slow.height)
+
+    @pytest.mark.parametrize("mode", ["P", "RGBA", "LA", "I;16"])
+    def test_other_pngs_are_left_to_pillow(self, mode):
+        from pipeline.ingest import images
+        img = Image.new("RGB", (8, 8), (10, 20, 30)).convert(mode) if mode != "I;16" else Image.new("I;16", (8, 8), 300)
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        assert images._fast_png(buf.getvalue(), 3, 10**9) is None
+        assert images.decode_image(buf.getvalue(), 3).array.shape == (8, 8, 3)
+
+    def test_corrupt_png_still_says_what_is_wrong(self):
+        from pipeline.ingest import images
+        buf = io.BytesIO()
+        Image.new("RGB", (64, 64), (1, 2, 3)).save(buf, "PNG")
+        data = buf.getvalue()[:60]
+        assert images._fast_png(data, 3, 10**9) is None
+        assert "truncated or corrupt" in images.decode_image(data, 3).error

@@ -53,6 +53,7 @@ class StageStatus:
     reasons: list[str] = field(default_factory=list)
     fingerprint: str | None = None  # the expected one, when computable
     meta: dict[str, Any] | None = None
+    blocking: list[str] = field(default_factory=list)   # why it cannot run yet (an upstream is missing)
 
 
 Stages = Sequence[ModuleType]
@@ -108,9 +109,9 @@ def stage_status(project: Project, cfg: Config, name: str, stages: Stages) -> St
     fp, meta, blocking = _expected(project, cfg, stage)
     attrs = stage_attrs(project.stage_path(name))
     if attrs is None:
-        return StageStatus(name, "missing", blocking or ["never run (or its last run did not finish)"], fp, meta)
+        return StageStatus(name, "missing", blocking or ["never run (or its last run did not finish)"], fp, meta, blocking)
     if fp is not None and attrs.get("fingerprint") == fp:
-        return StageStatus(name, "fresh", [], fp, meta)
+        return StageStatus(name, "fresh", [], fp, meta, blocking)
     reasons = list(blocking)
     if int(attrs.get("stage_version", -1)) != stage.VERSION:
         reasons.append(f"code version {attrs.get('stage_version')} → {stage.VERSION}")
@@ -123,7 +124,7 @@ def stage_status(project: Project, cfg: Config, name: str, stages: Stages) -> St
     if old_inputs != meta["inputs_json"]:
         explain = getattr(stage, "explain_inputs", None)
         reasons.append(explain(project, cfg, old_inputs, meta["inputs_json"]) if explain else "inputs changed")
-    return StageStatus(name, "stale", reasons or ["fingerprint changed"], fp, meta)
+    return StageStatus(name, "stale", reasons or ["fingerprint changed"], fp, meta, blocking)
 
 
 def run_stages(project: Project, cfg: Config, targets: list[str], *, stages: Stages, force: bool = False,
@@ -142,7 +143,7 @@ def run_stages(project: Project, cfg: Config, targets: list[str], *, stages: Sta
             continue
         why = "forced" if status.state == "fresh" else "; ".join(status.reasons)
         log(f"{name}: running ({why})")
-        fp, meta, blocking = _expected(project, cfg, registry[name])
+        fp, meta, blocking = status.fingerprint, status.meta, status.blocking   # inputs listed once
         if blocking:
             raise SpritesError(f"cannot run {name}: {'; '.join(blocking)}")
         meta["run_id"] = uuid.uuid4().hex

@@ -70,12 +70,22 @@ def _side_files(project, cfg) -> list:
     return out
 
 
+_LISTED: dict = {}   # the listing behind the last fingerprint, reused by the run that follows it
+
+
+def _listing_key(project, cfg) -> str:
+    return stable_hash([str(project.root), cfg.ingest.images, cfg.ingest.sources])
+
+
 def inputs(project, cfg) -> dict:
     """A cheap digest of the collection, with no network access: (path, size, mtime) of every
     image, PDF, boxes and metadata file; a manifest URL as itself (it is fetched once and cached);
-    a local manifest file by its content hash."""
+    a local manifest file by its content hash. The listing is kept for the run that follows, so
+    the files are listed once and the run cuts exactly the files its fingerprint saw."""
     check_options(cfg.ingest, project.root)
     local = local_inputs(project.root, cfg.ingest)
+    _LISTED.clear()
+    _LISTED[_listing_key(project, cfg)] = local
     return {"count": len(local.files) + len(local.manifests),
             "digest": stable_hash(local.keys() + _side_files(project, cfg))}
 
@@ -114,7 +124,8 @@ def ingest(project, config, open_output: Callable[[], ContextManager[h5py.File]]
     cfg, root = config.ingest, project.root
     check_options(cfg, root)
     fetcher = Fetcher(project.cache_dir / "downloads", cfg.iiif_delay, cfg.iiif_retries, cfg.iiif_timeout, log=ctx.log)
-    plan = plan_pages(root, cfg, fetcher, ctx.log, ctx.progress)
+    listed = _LISTED.pop(_listing_key(project, config), None)
+    plan = plan_pages(root, cfg, fetcher, ctx.log, ctx.progress, inputs=listed)
     for note in plan.notes:
         ctx.log(f"ingest: {note}")
     if plan.unused_boxes:

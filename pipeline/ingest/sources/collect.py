@@ -150,6 +150,19 @@ def _rel(path: str, root: Path) -> str:
     return Path(os.path.relpath(path, root)).as_posix()
 
 
+def _relative_to(root: str):
+    """A fast `_rel` for many absolute paths under one root (plain string work, no pathlib)."""
+    prefix = root.rstrip(os.sep) + os.sep
+    slash = os.sep != "/"
+
+    def rel(path: str) -> str:
+        if path.startswith(prefix):
+            out = path[len(prefix):]
+            return out.replace(os.sep, "/") if slash else out
+        return _rel(path, Path(root))
+    return rel
+
+
 def _project_files(project: Path, listing_root: Path):
     """A test `own(rel)`: is this file of the listing the project's own (its config, cache, report,
     exports)? Such files are never images of the collection, e.g. when the project folder lies
@@ -157,10 +170,14 @@ def _project_files(project: Path, listing_root: Path):
     project, listing_root = Path(os.path.abspath(project)), Path(os.path.abspath(listing_root))
     if project == listing_root:
         own_parts = {"cache", "report", "exports", "templates", "sprites.toml"}
-        return lambda rel: Path(rel).parts[0] in own_parts or Path(rel).parts[0].startswith("report.")
+
+        def own(rel: str) -> bool:
+            first = rel.split("/", 1)[0]
+            return first in own_parts or first.startswith("report.")
+        return own
     if listing_root in project.parents:
-        inside = project.relative_to(listing_root).parts
-        return lambda rel: Path(rel).parts[:len(inside)] == inside
+        inside = "/".join(project.relative_to(listing_root).parts) + "/"
+        return lambda rel: (rel + "/").startswith(inside)
     return lambda rel: False
 
 
@@ -177,12 +194,13 @@ def local_inputs(root: Path, cfg) -> LocalInputs:
             local_roots.append(os.path.dirname(os.path.abspath(spec.location)))
     images_root = Path(os.path.commonpath(local_roots)) if local_roots else Path(root)
     files, ignored, seen, duplicates = [], [], set(), []
+    rel_to_root = _relative_to(os.path.abspath(images_root))
 
     def add(path: str):
-        path = os.path.abspath(path)
+        path = os.path.normpath(path) if os.path.isabs(path) else os.path.abspath(path)
         if path not in seen:
             seen.add(path)
-            files.append((_rel(path, images_root), path))
+            files.append((rel_to_root(path), path))
         elif spec.kind == "pdf":
             duplicates.append(spec.given)
 
@@ -192,9 +210,10 @@ def local_inputs(root: Path, cfg) -> LocalInputs:
         if spec.kind == "files":
             listing = next(listing_iter)
             own = _project_files(Path(root), Path(listing.root))
+            base = os.path.abspath(listing.root)
             for rel in listing.files:
                 if not own(rel):
-                    add(os.path.join(listing.root, rel))
+                    add(os.path.join(base, rel))
             ignored += [(_rel(os.path.join(listing.root, r), images_root), why) for r, why in listing.ignored if not own(r)]
         elif spec.kind == "pdf":
             add(spec.location)
@@ -270,15 +289,16 @@ def _load_manifest(location: str, fetcher: Fetcher) -> object:
 
 
 def plan_pages(project_root: Path, cfg, fetcher: Fetcher, log: Callable[[str], None] = print,
-               progress: bool = False) -> Plan:
-    """Every page of every source, manifests read (from the cache when fetched before)."""
+               progress: bool = False, inputs: LocalInputs | None = None) -> Plan:
+    """Every page of every source, manifests read (from the cache when fetched before); `inputs`
+    is the listing already made for the fingerprint (None: list now)."""
     from tqdm import tqdm
 
-    inputs = local_inputs(project_root, cfg)
+    inputs = inputs if inputs is not None else local_inputs(project_root, cfg)
     plan = Plan(inputs.root, [], list(inputs.ignored), inputs)
     plan.notes += [f"source listed twice, read once: {d}" for d in inputs.duplicates]
     for rel, path in inputs.files:
-        if Path(path).suffix.lower() in DOCUMENT_EXTENSIONS:
+        if path.lower().endswith(DOCUMENT_EXTENSIONS):
             pages, error = _pdf_pages(rel, path)
             if error:
                 plan.skipped.append((rel, error))
