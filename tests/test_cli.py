@@ -102,6 +102,18 @@ class TestInit:
     def test_bad_preset(self, tmp_path, cli_runner):
         fails(cli_runner, "init", tmp_path / "p", "--preset", "clusters", match="clustering")
 
+    @pytest.mark.parametrize("override, message", [
+        ("train.minutes=-1", "train.minutes must be 0 or more; got -1"),
+        ("train.lr=0", "train.lr must be above 0; got 0"),
+        ("model.reassign_threshold=-1", "model.reassign_threshold must be 0 or more"),
+    ])
+    def test_out_of_range_number_is_one_line_and_writes_nothing(self, tmp_path, cli_runner, override, message):
+        result = cli_runner.invoke(cli, ["init", str(tmp_path / "x"), "--example", "glyphs", "--count", "5",
+                                         "--set", override])
+        assert result.exit_code != 0 and message in result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+        assert not (tmp_path / "x" / "sprites.toml").exists()
+
     def test_set_is_written(self, tmp_path, tiny_collection, cli_runner):
         ok(cli_runner, "init", tmp_path / "p", "--images", tiny_collection,
            "--set", "model.sprites=12", "--set", 'model.transforms=["color","tps"]', "--set", "model.curriculum=[]",

@@ -19,3 +19,10 @@ def test_every_command_documented_and_has_help():
         assert f"sprites {name}" in README, f"`sprites {name}` is not in the README"
         result = CliRunner().invoke(cli, [name, "--help"])
         assert result.exit_code == 0 and len(result.output) > 80
+
+
+def test_readme_is_for_users_and_links_the_logs():
+    root = Path(__file__).parent.parent
+    assert len(README.splitlines()) < 400, "README is for users: move experiment logs to docs/experiments.md"
+    for page in ("docs/experiments.md", "docs/benchmarks.md"):
+        assert page in README and (root / page).is_file()

@@ -137,6 +137,23 @@ class TestSpriteModel:
         placed = torch.cat([d.layers, d.alphas], 2)[torch.from_numpy(front), torch.from_numpy(rows)]
         assert np.array_equal(arrays["aligned"], (placed.clamp(0, 1) * 255).round().to(torch.uint8).numpy())
 
+    @pytest.mark.parametrize("empty", [True, False])
+    def test_greedy_margin_from_the_layers_equals_the_searchs_own(self, empty):
+        model, _ = _model("scenes", sprites=5, layers=3, selection="greedy", greedy_iterations=2, empty_sprite=empty)
+        model.eval()
+        with torch.no_grad():
+            model.masks.normal_(0, 1)
+            model.prototypes.uniform_(0, 1)
+        x = torch.rand(20, 3, 16, 16)
+        d = model.decompose(x)
+        features = model.encoder(x)
+        with torch.no_grad():
+            rendered = model.render_all(features, False, None, False)
+            _, _, cost, second = model.choose(x, rendered, model.render_backgrounds(features, False),
+                                              model.occlusion(features, hard=True), False, second=True)
+        assert torch.equal((second - cost).clamp(min=0), d.margin)
+        assert torch.equal(d.layer_cost.min(1).values, second)
+
     def test_half_turns_only(self):
         model, _ = _model("clustering", size=16, channels=1, sprites=2, transforms=["affine"], curriculum=[], rotations=2)
         model.eval()

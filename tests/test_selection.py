@@ -9,6 +9,7 @@ from pipeline.models.sprites.selection import (
     exhaustive_select,
     gather_choice,
     greedy_select,
+    layer_runner_up,
     one_hot_choice,
     select,
 )
@@ -195,6 +196,43 @@ class TestGreedySelect:
             c = tuple(choice[b].tolist())
             neighbours = [k for k in row if sum(u != v for u, v in zip(k, c)) == 1]
             assert second[b].item() == pytest.approx(min(row[k] for k in neighbours), abs=1e-6)
+
+
+class TestLayerRunnerUp:
+    def test_matches_brute_force_one_slot_away(self):
+        x, layers, alphas, bg, occ, penalty = _random_case(B=4, L=3, K=4, seed=5)
+        choice, _ = greedy_select(x, layers, alphas, bg, occ, penalty, iterations=2)
+        best, cost = layer_runner_up(x, layers, alphas, bg, occ, penalty, choice)
+        for b in range(4):
+            for l in range(3):
+                alternatives = {}
+                for k in range(4):
+                    if k != choice[b, l]:
+                        other = choice[b:b + 1].clone()
+                        other[0, l] = k
+                        alternatives[k] = float(_cost_of(other, x[b:b + 1], layers[:, :, b:b + 1], alphas[:, :, b:b + 1],
+                                                         bg[b:b + 1], None if occ is None else occ[:, :, b:b + 1], penalty)[0])
+                k_best = min(alternatives, key=alternatives.get)
+                assert int(best[b, l]) == k_best
+                assert cost[b, l].item() == pytest.approx(alternatives[k_best], rel=1e-5, abs=1e-7)
+
+    def test_one_layer_is_the_second_best_sprite(self):
+        x, layers, alphas, bg, _, penalty = _random_case(B=6, L=1, K=5, seed=2)
+        choice, cost, second = exhaustive_select(x, layers, alphas, bg, None, penalty, return_second=True)
+        best, layer_cost = layer_runner_up(x, layers, alphas, bg, None, penalty, choice)
+        assert torch.allclose(layer_cost[:, 0], second, atol=1e-7)
+        assert (best[:, 0] != choice[:, 0]).all()
+
+    def test_groups_are_sprites_and_the_empty_one_its_own(self):
+        # candidates 2k, 2k+1 are two turns of sprite k; the runner-up is another sprite, never a turn of the chosen one
+        x, layers, alphas, bg, _, _ = _random_case(B=5, L=1, K=6, seed=3)
+        layers[0, 1], alphas[0, 1] = layers[0, 0], alphas[0, 0]    # sprite 0's second turn = its first
+        penalty = torch.tensor([0.0] * 6 + [0.0])
+        choice = torch.zeros(5, 1, dtype=torch.long)                 # sprite 0, turn 0
+        best, cost = layer_runner_up(x, layers, alphas, bg, None, penalty, choice, empty=True, group=2)
+        assert ((best[:, 0] >= 1) & (best[:, 0] <= 3)).all()        # sprites 1, 2 or the empty one (3)
+        only, none = layer_runner_up(x, layers[:, :2], alphas[:, :2], bg, None, torch.zeros(2), choice, group=2)
+        assert (only == -1).all() and torch.isinf(none).all()       # one sprite, no empty: no runner-up
 
 
 class TestImplicitEmpty:

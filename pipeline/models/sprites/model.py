@@ -441,16 +441,21 @@ class SpriteModel(SpriteTraining, SpriteRecord, Model):
         rendered = self.render_all(features, False, None, False)
         backgrounds = self.render_backgrounds(features, False)
         occ = self.occlusion(features, hard=True)
-        candidate, bkg_choice, cost, second = self.choose(x, rendered, backgrounds, occ, False, second=True)
+        # the greedy search's runner-up (the best assignment one slot away) is the best of the layers'
+        # runner-ups when each sprite is one candidate: computed once, below, not twice
+        from_layers = self.cfg.selection == "greedy" and self.R == 1 and self.M <= 1
+        candidate, bkg_choice, cost, second = self.choose(x, rendered, backgrounds, occ, False, second=not from_layers)
         choice, turns = self.split_candidates(candidate)
         layers, alphas, params = self.render_chosen(features, choice, turns, False, None, False)
         B = x.shape[0]
         backdrop = backgrounds[bkg_choice, torch.arange(B)] if backgrounds is not None else torch.zeros_like(x)
         recon = composite(layers, alphas, occ, backdrop if backgrounds is not None else None)
         error = ((recon - x) ** 2).flatten(1).mean(1)
-        margin = (second - cost).clamp(min=0) if second is not None else torch.zeros_like(cost)
         chosen_bkg = backdrop if backgrounds is not None else None
         runner_up, layer_cost = layer_runner_up(x, rendered.layers, rendered.alphas, chosen_bkg, occ,
                                                 self.penalty(False, x.device), candidate, self.has_empty, self.R)
+        if from_layers:
+            second = layer_cost.min(dim=1).values
+        margin = (second - cost).clamp(min=0) if second is not None else torch.zeros_like(cost)
         return Decomposition(choice, turns, cost, error, margin, bkg_choice, recon, layers, alphas, backdrop, occ, params,
                              runner_up, layer_cost)
