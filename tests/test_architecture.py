@@ -13,6 +13,7 @@ import csv
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -22,7 +23,8 @@ import torch
 from torch import nn
 
 import stages
-from pipeline.core.runner import run_stages
+from pipeline.core.config import option
+from pipeline.core.runner import run_stages, stage_status
 from pipeline.models import registry
 from pipeline.models.base import DataShape, Model, Prototypes, Record
 
@@ -122,6 +124,12 @@ print("torch" in sys.modules)
 
 # ------------------------------------------------------------------------------- a toy model kind
 
+@dataclass
+class ConstantConfig:
+    """The toy kind's own keys: the [constant] section."""
+    start: float = option(0.5, "the prototype's grey at the start", low=0, high=1)
+
+
 class ConstantModel(Model):
     """One constant prototype (the mean crop, learned): the smallest model kind there is."""
 
@@ -129,12 +137,12 @@ class ConstantModel(Model):
 
     @classmethod
     def build(cls, cfg, shape: DataShape, crops=None) -> "ConstantModel":
-        return cls(shape)
+        return cls(shape, cfg.constant.start)
 
-    def __init__(self, shape: DataShape):
+    def __init__(self, shape: DataShape, start: float):
         super().__init__()
         self.S = shape.size
-        self.prototype = nn.Parameter(torch.full((1, shape.channels, shape.size, shape.size), 0.5))
+        self.prototype = nn.Parameter(torch.full((1, shape.channels, shape.size, shape.size), start))
 
     def param_groups(self, cfg):
         return [{"params": [self.prototype], "lr": 0.05, "weight_decay": 0.0, "name": "prototype", "decay": True}]
@@ -163,9 +171,11 @@ class ConstantModel(Model):
 
 
 def test_a_new_model_kind_passes_through_the_stages(make_project, tiny_collection, monkeypatch, quiet):
-    monkeypatch.setitem(registry.KINDS, "constant", ConstantModel)
+    monkeypatch.setitem(registry.KINDS, "constant", registry.Kind(ConstantModel, ConstantConfig))
     project = make_project(tiny_collection, "ingest.size=16", "model.kind=constant", "train.epochs=3",
-                           "train.batch_size=4", "report.reconstructions=4")
+                           "train.batch_size=4", "report.reconstructions=4", "constant.start=0.25")
+    toml = project.config_path.read_text(encoding="utf-8")
+    assert "[constant]" in toml and "start = 0.25" in toml   # the kind's own keys, written by init
     ran = run_stages(project, project.config(), ["all"], stages=stages.STAGES, **quiet)
     assert ran == ["ingest", "train", "decompose", "report"]
     with h5py.File(project.stage_path("ingest"), "r") as f:
@@ -184,6 +194,19 @@ def test_a_new_model_kind_passes_through_the_stages(make_project, tiny_collectio
     assert "constant" in index and "one constant image" in index
     assert not (project.exports_dir / "masks.h5").exists()   # opaque: no masks export
     assert run_stages(project, project.config(), ["all"], stages=stages.STAGES, **quiet) == []
+    status = stage_status(project, project.config(["constant.start=0.3"]), "train", stages.STAGES)
+    assert status.state == "stale" and status.reasons == ["config constant.start 0.25 → 0.3"]
+
+
+def test_a_kinds_own_keys_are_checked_and_absent_for_other_kinds(make_project, tiny_collection, monkeypatch):
+    from pipeline.errors import SpritesError
+    monkeypatch.setitem(registry.KINDS, "constant", registry.Kind(ConstantModel, ConstantConfig))
+    with pytest.raises(SpritesError, match=r"constant\.start must be between 0 and 1; got 2"):
+        make_project(tiny_collection, "model.kind=constant", "constant.start=2")
+    with pytest.raises(SpritesError, match=r"unknown key 'constant\.stat'.*'constant\.start'"):
+        make_project(tiny_collection, "model.kind=constant", "constant.stat=0.3", name="p2")
+    project = make_project(tiny_collection, name="p3")     # the sprites kind: no [constant] written
+    assert "[constant]" not in project.config_path.read_text(encoding="utf-8")
 
 
 def test_an_unknown_kind_is_refused_with_the_choices(make_project, tiny_collection):

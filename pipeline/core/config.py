@@ -27,6 +27,8 @@ __all__ = [
     "ReportConfig",
     "PRESETS",
     "SECTIONS",
+    "option",
+    "sections",
     "load_config",
     "apply_overrides",
     "parse_override",
@@ -34,7 +36,7 @@ __all__ = [
 ]
 
 
-def _opt(default, help: str, choices: tuple | None = None, run_only: bool = False, low: float | None = None,
+def option(default, help: str, choices: tuple | None = None, run_only: bool = False, low: float | None = None,
          high: float | None = None, above: bool = False, added: bool = False):
     """A config field. A number (or each number of a list) must lie in [low, high] (`above`: strictly
     above low). `run_only` marks execution settings that never change results (so they stay out of
@@ -49,96 +51,96 @@ def _opt(default, help: str, choices: tuple | None = None, run_only: bool = Fals
 
 @dataclass
 class IngestConfig:
-    images: str = _opt("images", "the images: a folder (searched recursively), a glob, a PDF, a IIIF manifest (URL or .json file) or a .txt list of these, relative to the project folder")
-    sources: list[str] = _opt([], "more sources of the same kinds as images, ingested after it (several may be combined)")
-    size: int = _opt(64, "side in px of the square crops; each image is resized keeping its aspect ratio, then padded (28–64 is typical)", low=8)
-    channels: int = _opt(3, "1 = grey crops, 3 = colour crops", choices=(1, 3))
-    pad: str = _opt("border", "padding colour: border = the image's own border colour (median), or white / black", choices=("border", "white", "black"))
-    crop: str = _opt("whole", "how crops are cut from the pages: whole = one crop per page, components = one per connected ink shape (letters), grid = tiles, boxes = the boxes of ingest.boxes", choices=("whole", "components", "grid", "boxes"))
-    max_pixels: int = _opt(250_000_000, "images larger than this many pixels are skipped (decompression-bomb guard)", low=1)
-    pdf_dpi: int = _opt(200, "resolution at which PDF pages are rendered (boxes of PDF crops are in pixels at this resolution)", low=10, high=2400)
-    iiif_size: int = _opt(2000, "longer side in px of the page images fetched from IIIF servers (within the server's maxWidth/maxHeight/maxArea); 0 = full size", low=0)
-    iiif_delay: float = _opt(1.0, "seconds between two requests to the same IIIF host (politeness; hosts are fetched in parallel)", low=0)
-    iiif_retries: int = _opt(5, "retries of a failed download (timeouts, 429 with Retry-After, 5xx), with exponential backoff", low=0)
-    iiif_timeout: float = _opt(60.0, "seconds without an answer before a download is retried", low=0, above=True)
-    binarize: str = _opt("otsu", "components: how ink is told from paper: otsu (one threshold per page) or adaptive (uneven lighting)", choices=("otsu", "adaptive"))
-    min_size: int = _opt(8, "components: shapes whose longer side is below this many px are dropped (specks)", low=0)
-    max_size: int = _opt(0, "components: shapes whose longer side is above this many px are dropped (0 = no limit)", low=0)
-    max_aspect: float = _opt(10.0, "components: shapes longer than this many times their width are dropped (rules, frame lines)", low=1)
-    merge_distance: int = _opt(8, "components: a small part at most this many px above or below a larger one is merged into it (the dot of an i, accents)", low=0)
-    margin: int = _opt(2, "components: px added around each shape", low=0)
-    tile: int = _opt(256, "grid: side in px of the tiles", low=8)
-    overlap: int = _opt(0, "grid: px shared by neighbouring tiles", low=0)
-    boxes: str = _opt("", "boxes: a CSV (source,x,y,w,h[,label]) or a W3C / IIIF annotation JSON (xywh targets), in source pixels")
-    metadata: str = _opt("", "a CSV joined to the crops by its first column, source (path, book.pdf#page=3, canvas id) or id; other columns are kept with the crops")
+    images: str = option("images", "the images: a folder (searched recursively), a glob, a PDF, a IIIF manifest (URL or .json file) or a .txt list of these, relative to the project folder")
+    sources: list[str] = option([], "more sources of the same kinds as images, ingested after it (several may be combined)")
+    size: int = option(64, "side in px of the square crops; each image is resized keeping its aspect ratio, then padded (28–64 is typical)", low=8)
+    channels: int = option(3, "1 = grey crops, 3 = colour crops", choices=(1, 3))
+    pad: str = option("border", "padding colour: border = the image's own border colour (median), or white / black", choices=("border", "white", "black"))
+    crop: str = option("whole", "how crops are cut from the pages: whole = one crop per page, components = one per connected ink shape (letters), grid = tiles, boxes = the boxes of ingest.boxes", choices=("whole", "components", "grid", "boxes"))
+    max_pixels: int = option(250_000_000, "images larger than this many pixels are skipped (decompression-bomb guard)", low=1)
+    pdf_dpi: int = option(200, "resolution at which PDF pages are rendered (boxes of PDF crops are in pixels at this resolution)", low=10, high=2400)
+    iiif_size: int = option(2000, "longer side in px of the page images fetched from IIIF servers (within the server's maxWidth/maxHeight/maxArea); 0 = full size", low=0)
+    iiif_delay: float = option(1.0, "seconds between two requests to the same IIIF host (politeness; hosts are fetched in parallel)", low=0)
+    iiif_retries: int = option(5, "retries of a failed download (timeouts, 429 with Retry-After, 5xx), with exponential backoff", low=0)
+    iiif_timeout: float = option(60.0, "seconds without an answer before a download is retried", low=0, above=True)
+    binarize: str = option("otsu", "components: how ink is told from paper: otsu (one threshold per page) or adaptive (uneven lighting)", choices=("otsu", "adaptive"))
+    min_size: int = option(8, "components: shapes whose longer side is below this many px are dropped (specks)", low=0)
+    max_size: int = option(0, "components: shapes whose longer side is above this many px are dropped (0 = no limit)", low=0)
+    max_aspect: float = option(10.0, "components: shapes longer than this many times their width are dropped (rules, frame lines)", low=1)
+    merge_distance: int = option(8, "components: a small part at most this many px above or below a larger one is merged into it (the dot of an i, accents)", low=0)
+    margin: int = option(2, "components: px added around each shape", low=0)
+    tile: int = option(256, "grid: side in px of the tiles", low=8)
+    overlap: int = option(0, "grid: px shared by neighbouring tiles", low=0)
+    boxes: str = option("", "boxes: a CSV (source,x,y,w,h[,label]) or a W3C / IIIF annotation JSON (xywh targets), in source pixels")
+    metadata: str = option("", "a CSV joined to the crops by its first column, source (path, book.pdf#page=3, canvas id) or id; other columns are kept with the crops")
 
 
 @dataclass
 class ModelConfig:
-    kind: str = _opt("sprites", "the model family: sprites (DTI-Sprites, and DTI-Clustering with one opaque layer)", added=True)
-    sprites: int = _opt(10, "K, the number of learned sprites (empty sprite and backgrounds not counted)", low=1)
-    layers: int = _opt(1, "L, the number of object layers (background not counted)", low=1)
-    background: bool = _opt(True, "learn background prototypes behind the layers")
-    backgrounds: int = _opt(1, "M, the number of background prototypes (when background = true)", low=1)
-    transparent: bool = _opt(True, "sprites have a learned mask; false = opaque prototypes (DTI-Clustering)")
-    sprite_size: int = _opt(0, "side in px of the sprites; 0 = the crop size", low=0)
-    empty_sprite: bool = _opt(False, "add a frozen empty sprite so a layer may hold nothing")
-    empty_penalty: float = _opt(1e-4, "lambda: cost added per non-empty sprite when choosing sprites", low=0)
-    transforms: list[str] = _opt(["color", "affine", "tps"], "sprite transformations, applied in order (color, position, similarity, affine, projective, tps, morphological)")
-    curriculum: list[float] = _opt([], "epoch at which each sprite transformation switches on, in order; those without an epoch start at once", low=0)
-    curriculum_patience: float = _opt(0.0, "0 = the curriculum goes by epoch only; else the next transformation also switches on early once the training loss has improved by less than 1 % over this many epochs", low=0)
-    layer_transforms: list[str] = _opt([], "transformations shared by the sprites of a layer (e.g. color, position)")
-    background_transforms: list[str] = _opt(["color"], "background transformations")
-    position_scale: float = _opt(0.5, "initial sprite scale in the image frame for the position transformation", low=0, above=True)
-    tps_grid: int = _opt(4, "thin-plate-spline control grid side", low=2, high=16)
-    morpho_kernel: int = _opt(3, "morphological kernel side", low=1, high=15)
-    occlusion: str = _opt("fixed", "layer order: fixed (later layers in front) or predicted per image", choices=("fixed", "predicted"))
-    selection: str = _opt("auto", "sprite choice per layer: exhaustive, greedy, or auto (exhaustive when K^L is small)", choices=("auto", "exhaustive", "greedy"))
-    greedy_iterations: int = _opt(1, "sweeps of the greedy selection", low=1)
-    selection_downsample: int = _opt(1, "training only: candidates are rendered and compared at the crop size divided by this (1 = full size, as the paper; 2 = half, several times faster with many candidates); the chosen sprites are always rendered at full size for the loss, and decompose always selects at full size", choices=(1, 2, 4))
-    rotations: int = _opt(1, "turns of each sprite tried by the selection, evenly spaced: 1 = none, 2 = a half-turn, 4 = every quarter-turn, 8 = every 45° (the odd ones resampled); the predicted transformations refine the best (ours: shapes seen at every orientation then keep their outline instead of turning round)", choices=(1, 2, 4, 8))
-    encoder_width: int = _opt(16, "channels of the first encoder stage (doubled at each of the 3 stages)", low=1, high=512)
-    encoder_blocks: int = _opt(1, "residual blocks per encoder stage", low=1, high=16)
-    encoder_pool: int = _opt(1, "the encoder's features are pooled to pool × pool cells (more than 1 keeps where things are)", low=1, high=16)
-    sprite_init: str = _opt("constant", "initial sprites: constant (0.9 grey, as the paper) or samples (random crops)", choices=("constant", "samples"))
-    mask_init_std: float = _opt(0.0, "std in px of the Gaussian initial mask; 0 = a fifth of the sprite size", low=0)
-    mask_init_elongation: float = _opt(1.0, "1 = round initial masks (the paper); above 1 each starts this many times longer than wide (std ratio along / across), mask k turned k · 180°/K, so that sprites can take the shapes of a collection seen at every orientation (e.g. 1.25)", low=1)
-    background_init: str = _opt("mean", "background initialisation: mean image or constant 0.5", choices=("mean", "constant"))
-    mask_noise: float = _opt(0.4, "uniform noise amplitude added to masks during training", low=0)
-    reassign_threshold: float = _opt(0.2, "re-seed a sprite used by fewer than threshold / K of the images", low=0)
-    reassign_blurred: float = _opt(0.0, "also re-seed the blurriest sprite when its mask is this many times blurrier than the median sprite's (0 = never): a blob that explains no shape of its own", low=0)
-    reassign_duplicate: float = _opt(0.0, "also re-seed the less used of two sharp sprites whose masks overlap this much (intersection over union, best over shifts; 0 = never; 0.8 catches one shape drawn twice, different shapes overlap less): for collections told apart by shape, not texture", low=0, high=1)
-    padding: str = _opt("auto", "warp padding: zeros, border, or auto (border for opaque prototypes)", choices=("auto", "zeros", "border"))
+    kind: str = option("sprites", "the model family: sprites (DTI-Sprites, and DTI-Clustering with one opaque layer)", added=True)
+    sprites: int = option(10, "K, the number of learned sprites (empty sprite and backgrounds not counted)", low=1)
+    layers: int = option(1, "L, the number of object layers (background not counted)", low=1)
+    background: bool = option(True, "learn background prototypes behind the layers")
+    backgrounds: int = option(1, "M, the number of background prototypes (when background = true)", low=1)
+    transparent: bool = option(True, "sprites have a learned mask; false = opaque prototypes (DTI-Clustering)")
+    sprite_size: int = option(0, "side in px of the sprites; 0 = the crop size", low=0)
+    empty_sprite: bool = option(False, "add a frozen empty sprite so a layer may hold nothing")
+    empty_penalty: float = option(1e-4, "lambda: cost added per non-empty sprite when choosing sprites", low=0)
+    transforms: list[str] = option(["color", "affine", "tps"], "sprite transformations, applied in order (color, position, similarity, affine, projective, tps, morphological)")
+    curriculum: list[float] = option([], "epoch at which each sprite transformation switches on, in order; those without an epoch start at once", low=0)
+    curriculum_patience: float = option(0.0, "0 = the curriculum goes by epoch only; else the next transformation also switches on early once the training loss has improved by less than 1 % over this many epochs", low=0)
+    layer_transforms: list[str] = option([], "transformations shared by the sprites of a layer (e.g. color, position)")
+    background_transforms: list[str] = option(["color"], "background transformations")
+    position_scale: float = option(0.5, "initial sprite scale in the image frame for the position transformation", low=0, above=True)
+    tps_grid: int = option(4, "thin-plate-spline control grid side", low=2, high=16)
+    morpho_kernel: int = option(3, "morphological kernel side", low=1, high=15)
+    occlusion: str = option("fixed", "layer order: fixed (later layers in front) or predicted per image", choices=("fixed", "predicted"))
+    selection: str = option("auto", "sprite choice per layer: exhaustive, greedy, or auto (exhaustive when K^L is small)", choices=("auto", "exhaustive", "greedy"))
+    greedy_iterations: int = option(1, "sweeps of the greedy selection", low=1)
+    selection_downsample: int = option(1, "training only: candidates are rendered and compared at the crop size divided by this (1 = full size, as the paper; 2 = half, several times faster with many candidates); the chosen sprites are always rendered at full size for the loss, and decompose always selects at full size", choices=(1, 2, 4))
+    rotations: int = option(1, "turns of each sprite tried by the selection, evenly spaced: 1 = none, 2 = a half-turn, 4 = every quarter-turn, 8 = every 45° (the odd ones resampled); the predicted transformations refine the best (ours: shapes seen at every orientation then keep their outline instead of turning round)", choices=(1, 2, 4, 8))
+    encoder_width: int = option(16, "channels of the first encoder stage (doubled at each of the 3 stages)", low=1, high=512)
+    encoder_blocks: int = option(1, "residual blocks per encoder stage", low=1, high=16)
+    encoder_pool: int = option(1, "the encoder's features are pooled to pool × pool cells (more than 1 keeps where things are)", low=1, high=16)
+    sprite_init: str = option("constant", "initial sprites: constant (0.9 grey, as the paper) or samples (random crops)", choices=("constant", "samples"))
+    mask_init_std: float = option(0.0, "std in px of the Gaussian initial mask; 0 = a fifth of the sprite size", low=0)
+    mask_init_elongation: float = option(1.0, "1 = round initial masks (the paper); above 1 each starts this many times longer than wide (std ratio along / across), mask k turned k · 180°/K, so that sprites can take the shapes of a collection seen at every orientation (e.g. 1.25)", low=1)
+    background_init: str = option("mean", "background initialisation: mean image or constant 0.5", choices=("mean", "constant"))
+    mask_noise: float = option(0.4, "uniform noise amplitude added to masks during training", low=0)
+    reassign_threshold: float = option(0.2, "re-seed a sprite used by fewer than threshold / K of the images", low=0)
+    reassign_blurred: float = option(0.0, "also re-seed the blurriest sprite when its mask is this many times blurrier than the median sprite's (0 = never): a blob that explains no shape of its own", low=0)
+    reassign_duplicate: float = option(0.0, "also re-seed the less used of two sharp sprites whose masks overlap this much (intersection over union, best over shifts; 0 = never; 0.8 catches one shape drawn twice, different shapes overlap less): for collections told apart by shape, not texture", low=0, high=1)
+    padding: str = option("auto", "warp padding: zeros, border, or auto (border for opaque prototypes)", choices=("auto", "zeros", "border"))
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = _opt(30, "number of passes over the crops", low=1)
-    minutes: float = _opt(0.0, "wall-clock budget in minutes (0 = no limit); training stops at whichever comes first", low=0)
-    batch_size: int = _opt(32, "crops per step", low=1)
-    lr: float = _opt(1e-3, "learning rate of the encoder and transformation heads", low=0, above=True)
-    sprite_lr: float = _opt(1e-3, "learning rate of sprites, masks and backgrounds", low=0)
-    weight_decay: float = _opt(1e-6, "weight decay of the encoder and heads", low=0)
-    milestones: list[float] = _opt([], "epochs at which the head learning rate is multiplied by gamma", low=0)
-    gamma: float = _opt(0.1, "learning-rate factor at each milestone", low=0, high=1, above=True)
-    decay_sprites: bool = _opt(True, "apply the milestones to the sprites' learning rate too (false: only the heads')")
-    freeze_sprites: float = _opt(0.0, "epochs during which sprites stay fixed while the heads learn", low=0)
-    reassign_every: int = _opt(50, "steps between re-seedings of under-used sprites (0 = never); none after the last milestone, when a copy has too little learning left to become a sprite of its own", low=0)
-    seed: int = _opt(0, "random seed", low=0)
-    device: str = _opt("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"), run_only=True)
-    threads: int = _opt(0, "CPU threads (0 = all cores)", run_only=True, low=0)
-    checkpoint_minutes: float = _opt(2.0, "minutes between checkpoints (an interrupted run resumes from the last)", run_only=True, low=0)
+    epochs: int = option(30, "number of passes over the crops", low=1)
+    minutes: float = option(0.0, "wall-clock budget in minutes (0 = no limit); training stops at whichever comes first", low=0)
+    batch_size: int = option(32, "crops per step", low=1)
+    lr: float = option(1e-3, "learning rate of the encoder and transformation heads", low=0, above=True)
+    sprite_lr: float = option(1e-3, "learning rate of sprites, masks and backgrounds", low=0)
+    weight_decay: float = option(1e-6, "weight decay of the encoder and heads", low=0)
+    milestones: list[float] = option([], "epochs at which the head learning rate is multiplied by gamma", low=0)
+    gamma: float = option(0.1, "learning-rate factor at each milestone", low=0, high=1, above=True)
+    decay_sprites: bool = option(True, "apply the milestones to the sprites' learning rate too (false: only the heads')")
+    freeze_sprites: float = option(0.0, "epochs during which sprites stay fixed while the heads learn", low=0)
+    reassign_every: int = option(50, "steps between re-seedings of under-used sprites (0 = never); none after the last milestone, when a copy has too little learning left to become a sprite of its own", low=0)
+    seed: int = option(0, "random seed", low=0)
+    device: str = option("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"), run_only=True)
+    threads: int = option(0, "CPU threads (0 = all cores)", run_only=True, low=0)
+    checkpoint_minutes: float = option(2.0, "minutes between checkpoints (an interrupted run resumes from the last)", run_only=True, low=0)
 
 
 @dataclass
 class DecomposeConfig:
-    batch_size: int = _opt(64, "crops per inference batch (64 keeps the candidates in the CPU cache)", run_only=True, low=1)
+    batch_size: int = option(64, "crops per inference batch (64 keeps the candidates in the CPU cache)", run_only=True, low=1)
 
 
 @dataclass
 class ReportConfig:
-    per_page: int = _opt(200, "crops per page in a sprite's gallery", low=1)
-    reconstructions: int = _opt(48, "number of images shown layer by layer", low=0, high=256)
+    per_page: int = option(200, "crops per page in a sprite's gallery", low=1)
+    reconstructions: int = option(48, "number of images shown layer by layer", low=0, high=256)
 
 
 SECTIONS: dict[str, type] = {
@@ -150,6 +152,17 @@ SECTIONS: dict[str, type] = {
 }
 
 
+def sections() -> dict[str, type]:
+    """Every config section: the stages' (SECTIONS), then each model kind's own (`[<kind>]`)."""
+    from pipeline.models.registry import kind_sections
+    return {**SECTIONS, **kind_sections()}
+
+
+def _kind_defaults() -> dict[str, Any]:
+    from pipeline.models.registry import kind_sections
+    return {name: cls() for name, cls in kind_sections().items()}
+
+
 @dataclass
 class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
@@ -158,16 +171,30 @@ class Config:
     decompose: DecomposeConfig = field(default_factory=DecomposeConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     preset: str = "objects"
+    kinds: dict[str, Any] = field(default_factory=_kind_defaults)   # the model kinds' own sections
+
+    def __getattr__(self, name: str) -> Any:   # cfg.<kind> for a kind's own section
+        kinds = self.__dict__.get("kinds") or {}
+        if name in kinds:
+            return kinds[name]
+        raise AttributeError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = {s: dataclasses.asdict(getattr(self, s)) for s in SECTIONS}
+        out.update({k: dataclasses.asdict(v) for k, v in self.kinds.items()})
+        out["preset"] = self.preset
+        return out
+
+    def model_sections(self) -> list[str]:
+        """`model`, and the chosen kind's own section when it has one."""
+        return ["model"] + ([self.model.kind] if self.model.kind in self.kinds else [])
 
     def section(self, name: str, results_only: bool = False) -> dict[str, Any]:
         """The values of a section; `results_only` leaves out what cannot change a result (run-only
         keys, and keys added later while they keep their default): what fingerprints see."""
         values = dataclasses.asdict(getattr(self, name))
         if results_only:
-            fields = dataclasses.fields(SECTIONS[name])
+            fields = dataclasses.fields(sections()[name])
             left_out = {f.name for f in fields if f.metadata.get("run_only")}
             left_out |= {f.name for f in fields if f.metadata.get("added") and values[f.name] == _default(f)}
             values = {k: v for k, v in values.items() if k not in left_out}
@@ -221,7 +248,7 @@ def _type_name(tp) -> str:
 
 def _coerce(section: str, key: str, value: Any, f: dataclasses.Field) -> Any:
     """Check `value` against the field's declared type; return it converted (int → float)."""
-    tp = typing.get_type_hints(SECTIONS[section])[key]
+    tp = typing.get_type_hints(sections()[section])[key]
     where = f"{section}.{key}"
     origin = typing.get_origin(tp)
     if origin is list:
@@ -271,7 +298,7 @@ def _coerce_scalar(where: str, value: Any, tp: type) -> Any:
 
 
 def _fields(section: str) -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+    return {f.name: f for f in dataclasses.fields(sections()[section])}
 
 
 def _unknown(kind: str, name: str, valid: list[str]) -> SpritesError:
@@ -281,8 +308,8 @@ def _unknown(kind: str, name: str, valid: list[str]) -> SpritesError:
 
 
 def set_value(cfg: Config, section: str, key: str, value: Any) -> None:
-    if section not in SECTIONS:
-        raise _unknown("section", section, list(SECTIONS))
+    if section not in sections():
+        raise _unknown("section", section, list(sections()))
     fields = _fields(section)
     if key not in fields:
         raise _unknown("key", f"{section}.{key}", [f"{section}.{k}" for k in fields])
@@ -298,8 +325,8 @@ def config_from_dict(data: dict[str, Any], preset: str | None = None) -> Config:
     cfg = Config(preset=preset)
     for layer in (PRESETS[preset], data):
         for section, values in layer.items():
-            if section not in SECTIONS:
-                raise _unknown("section", section, list(SECTIONS) + ["preset"])
+            if section not in sections():
+                raise _unknown("section", section, list(sections()) + ["preset"])
             if not isinstance(values, dict):
                 raise SpritesError(f"[{section}] must be a table of keys, got {values!r}")
             for key, value in values.items():
@@ -333,7 +360,8 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 
 
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
-    cfg = dataclasses.replace(cfg, **{s: dataclasses.replace(getattr(cfg, s)) for s in SECTIONS})
+    cfg = dataclasses.replace(cfg, **{s: dataclasses.replace(getattr(cfg, s)) for s in SECTIONS},
+                              kinds={k: dataclasses.replace(v) for k, v in cfg.kinds.items()})
     for text in overrides:
         section, key, value = parse_override(text)
         set_value(cfg, section, key, value)
@@ -378,7 +406,8 @@ def render_toml(cfg: Config) -> str:
         "# `sprites run all`: only the stages whose keys changed are rerun (`sprites status` says why).",
         f"preset = {_toml_value(cfg.preset)}  # clustering | objects | scenes (the defaults below came from it)",
     ]
-    for section, cls in SECTIONS.items():
+    shown = {**SECTIONS, **({cfg.model.kind: sections()[cfg.model.kind]} if cfg.model.kind in cfg.kinds else {})}
+    for section, cls in shown.items():
         lines += ["", f"[{section}]"]
         values = getattr(cfg, section)
         for f in dataclasses.fields(cls):
@@ -403,8 +432,9 @@ def allowed(f: dataclasses.Field) -> str:
 def config_reference() -> str:
     """The Markdown tables of every key (README's "Configuration reference"; a test keeps them in sync)."""
     cfg, out = Config(), []
-    for section, cls in SECTIONS.items():
-        out.append(f"\n**[{section}]**\n\n| key | default | allowed | what it does |\n|---|---|---|---|")
+    for section, cls in sections().items():
+        title = f"**[{section}]**" + (f" (when `model.kind = \"{section}\"`)" if section not in SECTIONS else "")
+        out.append(f"\n{title}\n\n| key | default | allowed | what it does |\n|---|---|---|---|")
         for f in dataclasses.fields(cls):
             out.append(f"| `{section}.{f.name}` | `{_toml_value(getattr(getattr(cfg, section), f.name))}` | {allowed(f)} | {f.metadata['help']} |")
     return "\n".join(out).strip()

@@ -86,7 +86,8 @@ def resolve_targets(targets: list[str], stages: Stages) -> list[str]:
 
 def _expected(project: Project, cfg: Config, stage: ModuleType) -> tuple[str | None, dict[str, Any], list[str]]:
     """(fingerprint or None when an upstream artifact is missing, meta to store, blocking reasons)."""
-    params = {s: cfg.section(s, results_only=True) for s in stage.PARAMS}
+    names = [n for s in stage.PARAMS for n in (cfg.model_sections() if s == "model" else [s])]
+    params = {s: cfg.section(s, results_only=True) for s in names}
     deps, blocking = {}, []
     for d in stage.DEPS:
         attrs = stage_attrs(project.stage_path(d))

@@ -3,7 +3,10 @@
 A *model kind* (`model.kind` in the config: `sprites` today; AST and ReDO-style kinds later) is a
 `Model` subclass in its own subpackage of `pipeline.models`, named by one line of
 `pipeline.models.registry.KINDS`. The `train` and `decompose` stages call only what is below, so a
-new kind needs no edit anywhere else.
+new kind needs no edit anywhere else. Its settings are the `[model]` keys they share (K =
+`model.sprites`, L = `model.layers`, `model.background`, …) and, if it needs more, a dataclass of
+its own keys named in its registry line: the config section `[<kind>]` (`cfg.<kind>`), checked,
+written by `sprites init` and fingerprinted like every other section.
 
 In DESIGN.md's terms, a kind explains each crop as an ordered stack of L *layers* (object layers,
 back to front) over an optional *background*; each layer holds one of K *prototypes* (a *sprite*
