@@ -2,8 +2,9 @@
 
 train.h5: `model/` (weights, HDF5 datasets), `history/{step,epoch,loss,seconds,…}` (the kind adds
 its own, e.g. `usage`), attrs `kind`, `channels`, `size`, `crops`, `steps`, `epochs_done`,
-`seconds`, `device`, `threads`, the kind's own (`reseeded`, `reseeds_json` for sprites), plus the
-stage attributes. While training, `cache/train.checkpoint.h5` holds the latest checkpoint (same
+`seconds` (all runs), `device`, `threads`, the kind's own (`reseeded`, `reseeds_json` for sprites),
+`restarts_json` (with `train.fill_budget = restarts`: every run's seed, epochs, steps, minutes,
+losses and which was kept; history and weights are the kept run's), plus the stage attributes. While training, `cache/train.checkpoint.h5` holds the latest checkpoint (same
 fingerprint → resume).
 """
 
@@ -23,12 +24,15 @@ VERSION = 2  # 2: no hidden layers for empty transformation sequences
 def run(ctx) -> None:
     # torch is imported here, not at the top: `sprites run all` forks the ingest workers before
     # this stage runs, and they should not carry torch
+    import json
+    from dataclasses import asdict
+
     import numpy as np
 
     from pipeline.models.base import DataShape
     from pipeline.models.device import pick_device, set_threads
-    from pipeline.models.fit import TrainState, fit, make_optimizer
-    from pipeline.models.trained import build_model, load_crops, resume, save_checkpoint, save_weights
+    from pipeline.models.runs import train_runs
+    from pipeline.models.trained import load_crops, save_weights
 
     cfg = ctx.config
     crops = load_crops(ctx.upstream("ingest"))
@@ -37,31 +41,21 @@ def run(ctx) -> None:
         raise SpritesError("cache/ingest.h5 does not match ingest.channels: rerun `sprites run ingest --force`")
     device = pick_device(cfg.train.device)
     threads = set_threads(cfg.train.threads)
-    model = build_model(cfg, shape, crops).to(device)
-    optimizer = make_optimizer(model, cfg.train)
-    checkpoint = ctx.project.cache_dir / "train.checkpoint.h5"
-    state = resume(checkpoint, model, optimizer, device, ctx.fingerprint)
-    if state is not None:
-        ctx.log(f"train: resuming from the checkpoint at epoch {state.epoch}, step {state.step}")
-    else:
-        state = TrainState()
-    n_params = sum(p.numel() for p in model.parameters())
-    ctx.log(f"train: {shape.count} crops, {model.summary()['describe']}, {n_params:,} parameters, "
-            f"{device.type}" + (f" ({threads} threads)" if device.type == "cpu" else ""))
     start = time.time()
-    state = fit(model, crops, cfg.train, optimizer, state, device,
-                save=lambda s: save_checkpoint(checkpoint, model, optimizer, s, ctx.fingerprint),
-                progress=ctx.progress, log=ctx.log)
-    extra = model.training_attrs()
+    run = train_runs(cfg, crops, shape, device, ctx.project.cache_dir, ctx.fingerprint, ctx.progress, ctx.log, threads)
+    state, extra = run.state, run.attrs
+    seconds = sum(r.minutes for r in run.restarts) * 60 if run.restarts else state.elapsed
     with write_stage(ctx.output, ctx.meta) as f:
-        save_weights(f.create_group("model"), model)
+        save_weights(f.create_group("model"), run.model)
         for key, values in state.history.items():
             f.create_dataset(f"history/{key}", data=np.asarray(values, dtype=np.float64))
         f.attrs.update({"kind": cfg.model.kind, "channels": shape.channels, "size": shape.size, "steps": state.step,
-                        "epochs_done": state.epoch, "seconds": state.elapsed, "device": device.type,
+                        "epochs_done": state.epoch, "seconds": seconds, "device": device.type,
                         "threads": threads, "crops": shape.count, **extra})
-    checkpoint.unlink(missing_ok=True)
+        if run.restarts:
+            f.attrs["restarts_json"] = json.dumps([asdict(r) for r in run.restarts])
+    (ctx.project.cache_dir / "train.checkpoint.h5").unlink(missing_ok=True)
     final = state.history["loss"][-1] if state.history["loss"] else float("nan")
     note = f", {extra['training_note']}" if "training_note" in extra else ""
-    ctx.log(f"train: {state.step} steps in {state.elapsed / 60:.1f} min (this session {time.time() - start:.0f} s), "
+    ctx.log(f"train: {state.step} steps in {seconds / 60:.1f} min (this session {time.time() - start:.0f} s), "
             f"final loss {final:.5f}{note}")

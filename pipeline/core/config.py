@@ -117,6 +117,7 @@ class ModelConfig:
 class TrainConfig:
     epochs: int = option(30, "number of passes over the crops", low=1)
     minutes: float = option(0.0, "wall-clock budget in minutes (0 = no limit); training stops at whichever comes first", low=0)
+    fill_budget: str = option("no", "with train.minutes set, what a schedule that would end before the budget does: no = stop early, stretch = stretch the schedule over the whole budget, restarts = as many complete runs from new seeds as fit, keeping the one with the lowest reconstruction loss", choices=("no", "stretch", "restarts"), added=True)
     batch_size: int = option(32, "crops per step", low=1)
     lr: float = option(1e-3, "learning rate of the encoder and transformation heads", low=0, above=True)
     sprite_lr: float = option(1e-3, "learning rate of sprites, masks and backgrounds", low=0)

@@ -39,11 +39,13 @@ class TrainState:
     finished: bool = False
 
 
-def _progress(state: TrainState, cfg: TrainConfig, steps_per_epoch: int) -> float:
-    """Schedule position in epochs; with a minutes budget the schedule is compressed to fit it."""
+def _progress(state: TrainState, cfg: TrainConfig, steps_per_epoch: int, stretch: bool = False) -> float:
+    """Schedule position in epochs; with a minutes budget the schedule is compressed to fit it, and
+    with `stretch` it follows the clock alone (stretched over the whole budget)."""
     done = state.epoch + state.step_in_epoch / steps_per_epoch
     if cfg.minutes > 0:
-        done = max(done, cfg.epochs * state.elapsed / (60 * cfg.minutes))
+        by_time = cfg.epochs * state.elapsed / (60 * cfg.minutes)
+        done = by_time if stretch else max(done, by_time)
     return done
 
 
@@ -58,9 +60,11 @@ def _lr_factor(cfg: TrainConfig, progress: float) -> float:
 
 def fit(model: Model, crops: torch.Tensor, cfg: TrainConfig, optimizer: torch.optim.Optimizer,
         state: TrainState, device: torch.device, save: Callable[[TrainState], None] | None = None,
-        progress: bool = True, log: Callable[[str], None] = print) -> TrainState:
+        progress: bool = True, log: Callable[[str], None] = print, stretch: bool = False) -> TrainState:
     """Train `model` on `crops` (N, C, S, S) uint8, continuing from `state`; `save(state)` writes a
-    checkpoint (called every `cfg.checkpoint_minutes`, at the end, and on Ctrl-C)."""
+    checkpoint (called every `cfg.checkpoint_minutes`, at the end, and on Ctrl-C). With `stretch`
+    (and a minutes budget) the run goes on until the budget is spent, its schedule stretched over it."""
+    stretch = stretch and cfg.minutes > 0
     N = crops.shape[0]
     B = min(cfg.batch_size, N)
     steps_per_epoch = max(1, N // B)  # drop the last partial batch: BatchNorm needs full batches
@@ -82,14 +86,14 @@ def fit(model: Model, crops: torch.Tensor, cfg: TrainConfig, optimizer: torch.op
         state.rng = torch.get_rng_state()
         state.model = model.training_state()
 
-    bar = tqdm(total=total, initial=state.step, desc="train", unit="step", disable=not progress,
+    bar = tqdm(total=None if stretch else total, initial=state.step, desc="train", unit="step", disable=not progress,
                mininterval=0.5, dynamic_ncols=True)
     try:
-        while state.epoch < cfg.epochs and not state.finished:
+        while (state.epoch < cfg.epochs or stretch) and not state.finished:
             order = torch.randperm(N, generator=torch.Generator().manual_seed(cfg.seed * 100003 + state.epoch))
             while state.step_in_epoch < steps_per_epoch:
                 state.elapsed = elapsed_start + time.monotonic() - session_start
-                where = _progress(state, cfg, steps_per_epoch)
+                where = _progress(state, cfg, steps_per_epoch, stretch)
                 if cfg.minutes > 0 and state.elapsed >= 60 * cfg.minutes:
                     state.finished = True
                     break

@@ -214,6 +214,7 @@ def report_data(ctx, ing, dec, tr, model: dict, train_attrs, sample, exports, pr
     losses = history["loss"][()].tolist() if "loss" in history else []
     used = int(len(np.unique(front[front >= 0])))
     K, L, M = model["sprites"], model["layers"], model["backgrounds"]
+    restarts = json.loads(train_attrs.get("restarts_json", "[]"))
     device = str(train_attrs.get("device", "?")) + (f", {int(train_attrs['threads'])} threads"
                                                    if train_attrs.get("device") == "cpu" and "threads" in train_attrs else "")
     facts = [
@@ -226,7 +227,9 @@ def report_data(ctx, ing, dec, tr, model: dict, train_attrs, sample, exports, pr
         ("Backgrounds", str(M) if M else "none"),
         *[(label, value) for label, value in model.get("facts", [])],
         ("Training", f"{_plural(int(train_attrs.get('epochs_done', 0)), 'epoch')}, {_plural(int(train_attrs.get('steps', 0)), 'step')}, "
-                     f"{fmt_duration(float(train_attrs.get('seconds', 0.0)))}"),
+                     f"{fmt_duration(float(train_attrs.get('seconds', 0.0)))}"
+                     + (f" ({len(restarts)} runs from different seeds, the lowest-loss one kept; the epochs and steps are its own)"
+                        if len(restarts) > 1 else "")),
         ("Device", device),
         ("Final training loss", fmt_number(losses[-1], 4) if losses else "–"),
         ("Mean reconstruction error", fmt_number(float(error.mean()), 4) if n else "–"),
@@ -248,6 +251,7 @@ def report_data(ctx, ing, dec, tr, model: dict, train_attrs, sample, exports, pr
         exports=[{"path": e, "description": _EXPORT_NOTES.get(e, "")} for e in exports if not e.startswith("sprites/")]
         + [{"path": "sprites/", "description": "the sprites (RGBA PNG) and background prototypes"}],
         reseeds=[{"epoch": epoch, "sprite": k, "source": src, "reason": why}
-                 for _, epoch, k, src, why in json.loads(train_attrs.get("reseeds_json", "[]"))])
+                 for _, epoch, k, src, why in json.loads(train_attrs.get("reseeds_json", "[]"))],
+        restarts=json.loads(train_attrs.get("restarts_json", "[]")))
 
 
