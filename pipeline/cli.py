@@ -137,7 +137,7 @@ def status(project_dir, sets):
 @cli.command("eval")
 @_project_option
 @click.option("--labels", type=click.Path(dir_okay=False), metavar="CSV",
-              help="ground-truth classes: a CSV with columns source,label (default DIR/ground_truth/labels.csv)")
+              help="ground-truth classes: a CSV with columns source,label, or source,x,y,w,h,label for several crops per page (default DIR/ground_truth/labels.csv)")
 @click.option("--masks", type=click.Path(dir_okay=False), metavar="H5",
               help="ground-truth masks: HDF5 with source, instance, semantic (default DIR/ground_truth/masks.h5)")
 def eval_cmd(project_dir, labels, masks):

@@ -237,3 +237,52 @@ def test_masks_in_image_coordinates_are_cut_and_placed_in_the_crop():
     half = {"size": np.array([[20, 40]]), "box": np.array([[0, 20, 20, 20]]), "content_box": np.array([[0, 0, 16, 16]])}
     out = _to_crop(mask[::2, ::2], 16, half, 0)
     assert (out == 2).all()
+
+
+class TestBoxLabels:
+    """Labels of several crops per page: `source,x,y,w,h,label`, joined to crops by box overlap."""
+
+    @pytest.fixture
+    def pages(self, tmp_path):
+        from PIL import Image
+        root = tmp_path / "pages"
+        root.mkdir()
+        for p in range(2):
+            page = np.full((60, 120), 230, np.uint8)
+            for j in range(3):
+                page[10:40, 10 + 35 * j:35 + 35 * j] = 30 + 60 * j   # three dark squares
+            Image.fromarray(page).save(root / f"p{p}.png")
+        boxes = tmp_path / "boxes.csv"
+        boxes.write_text("source,x,y,w,h\n" + "".join(f"p{p}.png,{8 + 35 * j},8,29,34\n" for p in range(2) for j in range(3)))
+        return root, boxes
+
+    def test_each_crop_takes_its_box_label(self, tmp_path, pages):
+        root, boxes = pages
+        project = init_project(tmp_path / "proj", images=str(root),
+                               sets=["ingest.crop=boxes", f"ingest.boxes={boxes}", "ingest.size=16", "ingest.channels=1"])
+        run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, **QUIET)
+        # the labelled boxes are the letters' tight boxes: smaller than the crops' (IoU 0.6), one unlabelled page-corner box
+        labels = tmp_path / "labels.csv"
+        labels.write_text("source,x,y,w,h,label\n" + "".join(f"p{p}.png,{10 + 35 * j},10,25,30,{'abc'[j]}\n"
+                                                              for p in range(2) for j in range(3))
+                          + "p1.png,100,50,10,10,d\n")
+        _fake_decompose(project, K=3, front=[0, 1, 2, 0, 1, 2])
+        result = evaluate(project, labels=labels)
+        c, counts = result["clustering"], result["counts"]["labels"]
+        assert c["acc"] == 1.0 and c["n"] == 6 and c["class_names"] == ["a", "b", "c", "d"]
+        assert counts["matched_crops"] == 6 and counts["crops_without_ground_truth"] == 0
+        assert counts["ground_truth_without_crop"] == 1 and counts["ground_truth_with_several_crops"] == 0
+
+    def test_boxes_that_overlap_no_crop_are_an_error(self, tmp_path, pages):
+        root, boxes = pages
+        project = init_project(tmp_path / "proj", images=str(root),
+                               sets=["ingest.crop=boxes", f"ingest.boxes={boxes}", "ingest.size=16", "ingest.channels=1"])
+        run_stages(project, project.config(), ["ingest"], stages=stages.STAGES, **QUIET)
+        _fake_decompose(project, K=3)
+        labels = tmp_path / "far.csv"
+        labels.write_text("source,x,y,w,h,label\np0.png,0,45,5,5,a\n")
+        with pytest.raises(SpritesError, match="overlaps a crop of its page"):
+            evaluate(project, labels=labels)
+        labels.write_text("source,x,y,w,h,label\np0.png,a,1,2,3,a\n")
+        with pytest.raises(SpritesError, match="x, y, w, h must be numbers"):
+            evaluate(project, labels=labels)

@@ -4,7 +4,10 @@ Inputs
   * `cache/ingest.h5` (`source` per crop, `content_box`) and `cache/decompose.h5` (`front`,
     `instance`, `semantic` per crop, attribute `sprites` = K); both rows are crop ids.
   * a labels CSV with a header holding the columns `source` and `label` (other columns ignored;
-    `,` `;` or tab separated; UTF-8, a BOM is fine), and/or a masks HDF5 file with the datasets
+    `,` `;` or tab separated; UTF-8, a BOM is fine) — or, for crops cut from pages (several per
+    source), `source,x,y,w,h,label`: one labelled box per row in the source's pixels, and each crop
+    takes the label of the box of its page that overlaps it most (intersection over union ≥ 0.5;
+    crops overlapping none are counted as without ground truth) — and/or a masks HDF5 file with the datasets
     `source` (N strings), `instance` (N×H×W: 0 background, 1..n objects) and `semantic`
     (N×H×W: 0 background, class + 1; optional), as the built-in examples write them in
     `ground_truth/`.
@@ -59,11 +62,12 @@ import numpy as np
 from pipeline.errors import SpritesError
 from pipeline.core.project import Project
 
-__all__ = ["evaluate", "read_labels", "read_masks", "format_summary", "EVAL_NAME"]
+__all__ = ["evaluate", "read_labels", "read_box_labels", "read_masks", "format_summary", "EVAL_NAME", "BOX_IOU"]
 
 EVAL_NAME = "eval.json"
 _EXAMPLES = 5          # unmatched names listed in the result
 _CHUNK = 2048          # crops per chunk when scoring masks
+BOX_IOU = 0.5          # a crop stands for a labelled box when their boxes overlap this much (intersection over union)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -81,8 +85,8 @@ def _decode(values) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
 
 
-def read_labels(path: Path) -> tuple[dict[str, int], list[str] | None, int]:
-    """labels CSV → ({source: class id, −1 = unlabelled}, class names if labels were names, n_classes)."""
+def _label_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    """A labels CSV's lower-cased header and its rows (blank rows dropped), with clear errors."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -103,22 +107,23 @@ def read_labels(path: Path) -> tuple[dict[str, int], list[str] | None, int]:
             f"labels file {path}: no {' and no '.join(repr(m) for m in missing)} column in the header "
             f"(found: {', '.join(repr(h) for h in header) or 'nothing'}); the first line must name the columns, "
             f"e.g. `source,label`, with source = the image path relative to the images folder")
-    i_src, i_lab = header.index("source"), header.index("label")
-    raw: dict[str, str] = {}
+    used = max(header.index(c) for c in ("source", "label", "x", "y", "w", "h") if c in header)
+    rows = []
     for n, row in enumerate(reader, start=2):
         if not row or all(not c.strip() for c in row):
             continue
-        if len(row) <= max(i_src, i_lab):
-            raise SpritesError(f"labels file {path}, line {n}: expected at least {max(i_src, i_lab) + 1} columns, got {len(row)}")
-        src, lab = _norm(row[i_src]), row[i_lab].strip()
-        if not src:
+        if len(row) <= used:
+            raise SpritesError(f"labels file {path}, line {n}: expected at least {used + 1} columns, got {len(row)}")
+        if not _norm(row[header.index("source")]):
             raise SpritesError(f"labels file {path}, line {n}: empty source")
-        if src in raw and raw[src] != lab:
-            raise SpritesError(f"labels file {path}, line {n}: {src} appears twice with different labels ({raw[src]!r}, {lab!r})")
-        raw[src] = lab
-    if not raw:
+        rows.append([c.strip() for c in row])
+    if not rows:
         raise SpritesError(f"labels file {path} has a header but no rows")
+    return header, rows
 
+
+def _class_ids(path: Path, raw: list[str]) -> tuple[list[int], list[str] | None, int]:
+    """Label texts → class ids (−1 = unlabelled), the class names if labels were names, n_classes."""
     def as_int(v: str) -> int | None:
         try:
             return int(v)
@@ -129,22 +134,57 @@ def read_labels(path: Path) -> tuple[dict[str, int], list[str] | None, int]:
                 return None
             return int(f) if f.is_integer() else None
 
-    values = [v for v in raw.values() if v]
-    ints = [as_int(v) for v in values]
+    values = [v for v in raw if v]
     names: list[str] | None = None
-    if all(i is not None for i in ints):
-        labels = {s: (as_int(v) if v else -1) for s, v in raw.items()}
-        labels = {s: (v if v >= 0 else -1) for s, v in labels.items()}
+    if all(as_int(v) is not None for v in values):
+        ids = [max(as_int(v), -1) if v else -1 for v in raw]
     else:  # class names
         names = sorted({v for v in values if v != "-1"})
         index = {n: i for i, n in enumerate(names)}
-        labels = {s: index.get(v, -1) for s, v in raw.items()}
-    n_classes = max(labels.values()) + 1
-    classes_txt = path.with_name("classes.txt")
+        ids = [index.get(v, -1) for v in raw]
+    n_classes = max(ids) + 1
+    classes_txt = Path(path).with_name("classes.txt")
     if names is None and classes_txt.exists():
         declared = [ln for ln in classes_txt.read_text(encoding="utf-8").splitlines() if ln.strip()]
         n_classes = max(n_classes, len(declared))
-    return labels, names, n_classes
+    return ids, names, n_classes
+
+
+def read_labels(path: Path) -> tuple[dict[str, int], list[str] | None, int]:
+    """labels CSV → ({source: class id, −1 = unlabelled}, class names if labels were names, n_classes)."""
+    header, rows = _label_rows(path)
+    i_src, i_lab = header.index("source"), header.index("label")
+    raw: dict[str, str] = {}
+    for n, row in enumerate(rows):
+        src, lab = _norm(row[i_src]), row[i_lab]
+        if src in raw and raw[src] != lab:
+            raise SpritesError(f"labels file {path}: {src} appears twice with different labels ({raw[src]!r}, {lab!r}); "
+                               f"to label several crops of one page, give their boxes (columns x,y,w,h)")
+        raw[src] = lab
+    ids, names, n_classes = _class_ids(path, list(raw.values()))
+    return dict(zip(raw, ids)), names, n_classes
+
+
+def has_boxes(path: Path) -> bool:
+    header, _ = _label_rows(path)
+    return all(c in header for c in ("x", "y", "w", "h"))
+
+
+def read_box_labels(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, list[str] | None, int]:
+    """A labels CSV with boxes (`source,x,y,w,h,label`: one labelled box of a page per row, in the
+    source's pixels, as `ingest.boxes` takes them) → sources, boxes (R, 4), class ids (R,), the
+    class names if labels were names, n_classes."""
+    header, rows = _label_rows(path)
+    cols = [header.index(c) for c in ("x", "y", "w", "h")]
+    boxes = np.zeros((len(rows), 4), dtype=np.float64)
+    for n, row in enumerate(rows):
+        try:
+            boxes[n] = [float(row[c]) for c in cols]
+        except ValueError:
+            raise SpritesError(f"labels file {path}, row {n + 2}: x, y, w, h must be numbers, got "
+                               f"{', '.join(row[c] for c in cols)}") from None
+    ids, names, n_classes = _class_ids(path, [row[header.index("label")] for row in rows])
+    return [_norm(row[header.index("source")]) for row in rows], boxes, np.asarray(ids, np.int64), names, n_classes
 
 
 def read_masks(path: Path) -> dict[str, Any]:
@@ -238,6 +278,48 @@ def _join(crop_sources: list[str], truth_sources: list[str], root: str | None, w
             f"none of the {len(truth_sources)} sources in {file} matches one of the {len(crop_sources)} crops "
             f"(e.g. {what} source {truth_sources[0]!r} vs crop source {crop_sources[0] if crop_sources else '—'!r}); "
             f"sources must be image paths relative to the images folder")
+    return np.asarray(crops, dtype=np.int64), np.asarray(rows, dtype=np.int64), counts
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Boxes x, y, w, h: a (4,), b (R, 4) → (R,) intersection over union."""
+    x0, y0 = np.maximum(a[0], b[:, 0]), np.maximum(a[1], b[:, 1])
+    x1, y1 = np.minimum(a[0] + a[2], b[:, 0] + b[:, 2]), np.minimum(a[1] + a[3], b[:, 1] + b[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    return inter / np.maximum(a[2] * a[3] + b[:, 2] * b[:, 3] - inter, 1e-9)
+
+
+def _join_boxes(crop_sources: list[str], crop_boxes: np.ndarray, truth_sources: list[str], truth_boxes: np.ndarray,
+                root: str | None, file: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """(crop ids, truth row per crop id) for crops cut from pages: a crop takes the labelled box of
+    its page it overlaps most, when their intersection over union reaches BOX_IOU."""
+    by_source: dict[str, list[int]] = {}
+    for r, s in enumerate(truth_sources):
+        by_source.setdefault(_relativise(s, root), []).append(r)
+    crops, rows = [], []
+    for c, s in enumerate(crop_sources):
+        candidates = by_source.get(s)
+        if not candidates:
+            continue
+        iou = _iou(crop_boxes[c].astype(np.float64), truth_boxes[candidates])
+        best = int(np.argmax(iou))
+        if iou[best] >= BOX_IOU:
+            crops.append(c)
+            rows.append(candidates[best])
+    taken = np.bincount(np.asarray(rows, dtype=np.int64), minlength=len(truth_sources))
+    counts = {
+        "crops": len(crop_sources),
+        "ground_truth_rows": len(truth_sources),
+        "matched_crops": len(crops),
+        "crops_without_ground_truth": len(crop_sources) - len(crops),
+        "ground_truth_without_crop": int((taken == 0).sum()),
+        "ground_truth_with_several_crops": int((taken > 1).sum()),
+        "box_iou": BOX_IOU,
+    }
+    if not crops:
+        raise SpritesError(f"none of the {len(truth_sources)} labelled boxes in {file} overlaps a crop of its page "
+                           f"(intersection over union ≥ {BOX_IOU}): boxes are x, y, w, h in the pixels of the source "
+                           f"image, sources paths relative to the images folder")
     return np.asarray(crops, dtype=np.int64), np.asarray(rows, dtype=np.int64), counts
 
 
@@ -472,7 +554,10 @@ def evaluate(project: Project | str | Path, labels: Path | str | None = None,
     # read the truth first: a bad file fails fast
     label_map = names = None
     n_classes = 0
-    if labels is not None:
+    boxed = labels is not None and has_boxes(labels)
+    if boxed:
+        box_sources, truth_boxes, box_ids, names, n_classes = read_box_labels(labels)
+    elif labels is not None:
         label_map, names, n_classes = read_labels(labels)
     truth_masks = read_masks(masks) if masks is not None else None
 
@@ -499,10 +584,14 @@ def evaluate(project: Project | str | Path, labels: Path | str | None = None,
                                f"run `sprites run all --project {project.root}` first")
         result["sprites"] = K
         result["layers"] = int(dec.attrs.get("layers", 0))
-        if label_map is not None:
-            src = list(label_map)
-            crop_ids, rows, counts = _join(crop_sources, src, root, "labels", str(labels))
-            values = np.array([label_map[s] for s in src], dtype=np.int64)
+        if labels is not None:
+            if boxed:   # several labelled crops per page
+                crop_ids, rows, counts = _join_boxes(crop_sources, geom["box"], box_sources, truth_boxes, root, str(labels))
+                values = box_ids
+            else:
+                src = list(label_map)
+                crop_ids, rows, counts = _join(crop_sources, src, root, "labels", str(labels))
+                values = np.array([label_map[s] for s in src], dtype=np.int64)
             front = dec["front"][()].astype(np.int64)[crop_ids]
             scores = _clustering(front, values[rows], n_classes, K)
             if names is not None:

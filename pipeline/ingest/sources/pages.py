@@ -217,8 +217,8 @@ def cut_page(page: Page, opt: CutOptions) -> PageResult:
 
 
 def page_thumbnail(arr: np.ndarray, side: int, quality: int = 80) -> bytes:
-    """arr (H, W) or (H, W, 3) uint8 → JPEG bytes, the longest side at most `side` px."""
-    img = Image.fromarray(arr)
+    """arr (H, W), (H, W, 1) or (H, W, 3) uint8 → JPEG bytes, the longest side at most `side` px."""
+    img = Image.fromarray(arr[..., 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr)
     img.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
     out = io.BytesIO()
     img.save(out, "JPEG", quality=quality)
