@@ -182,7 +182,7 @@ class TestPresets:
         assert cfgs["clustering"].model.transparent is False
         assert cfgs["clustering"].model.background is False
         assert cfgs["objects"].model.transparent is True and cfgs["objects"].model.layers == 1
-        assert cfgs["scenes"].model.layers > 1 and cfgs["scenes"].model.empty_sprite is True
+        assert cfgs["scenes"].model.layers > 1 and cfgs["scenes"].model.transforms == []
         dicts = [c.to_dict() for c in cfgs.values()]
         assert all(a != b for i, a in enumerate(dicts) for b in dicts[i + 1:])
 
@@ -195,8 +195,48 @@ class TestPresets:
         assert config_from_dict({}).preset == "objects"
 
     def test_file_overrides_preset(self):
-        cfg = config_from_dict({"preset": "scenes", "model": {"layers": 2}})
+        cfg = config_from_dict({"preset": "scenes", "model": {"layers": 2, "occlusion": "predicted"}})
         assert cfg.model.layers == 2 and cfg.model.occlusion == "predicted"
+
+
+class TestPresetRules:
+    """The presets derive what the examples learned from the data's shape (crop size S, layers L)."""
+
+    @pytest.mark.parametrize("S, L, side", [(35, 3, 24), (64, 5, 36), (128, 6, 64), (64, 1, 64), (16, 8, 8)])
+    def test_sprite_side_follows_the_objects_per_crop(self, S, L, side):
+        from pipeline.core.presets import sprite_side
+        assert sprite_side(S, L) == side
+
+    @pytest.mark.parametrize("S, f", [(35, 1), (64, 4), (32, 2), (48, 2), (28, 1), (128, 4)])
+    def test_selection_scale_keeps_16_px(self, S, f):
+        from pipeline.core.presets import selection_scale
+        assert selection_scale(S) == f
+
+    def test_few_and_many_layers(self):
+        few = config_from_dict({"model": {"layers": 3}, "ingest": {"size": 35}}, preset="scenes").model
+        many = config_from_dict({"model": {"layers": 5}, "ingest": {"size": 64}}, preset="scenes").model
+        assert (few.empty_sprite, few.occlusion, few.greedy_iterations, few.encoder_pool) == (False, "fixed", 1, 1)
+        assert (many.empty_sprite, many.occlusion, many.greedy_iterations, many.encoder_pool) == (True, "predicted", 3, 4)
+        assert (few.sprite_size, few.selection_downsample, many.sprite_size, many.selection_downsample) == (24, 1, 36, 4)
+        assert many.background_init == "constant" and few.background_init == "mean"
+
+    def test_given_keys_are_never_derived(self):
+        m = config_from_dict({"model": {"layers": 5, "empty_sprite": False, "sprite_size": 20}}, preset="scenes").model
+        assert (m.empty_sprite, m.sprite_size, m.occlusion) == (False, 20, "predicted")
+
+    def test_init_derives_from_what_it_is_given_and_writes_it(self, tmp_path):
+        from pipeline.core.project import init_project
+        project = init_project(tmp_path / "p", preset="scenes", sets=["model.layers=5", "ingest.size=64"])
+        text = project.config_path.read_text(encoding="utf-8")
+        assert "empty_sprite = true" in text and "sprite_size = 36" in text and 'occlusion = "predicted"' in text
+        cfg = project.config()   # the written file reads back as it was resolved
+        assert cfg.model.sprite_size == 36 and cfg.model.empty_sprite is True
+
+    def test_the_examples_carry_only_k_l_background_and_size(self):
+        from pipeline.examples import EXAMPLES
+        for name, ex in EXAMPLES.items():
+            assert set(ex.config.get("model", {})) <= {"sprites", "layers", "background"}, name
+            assert set(ex.config) <= {"model", "ingest"}, name
 
     def test_unknown_preset(self):
         with pytest.raises(SpritesError, match="unknown preset 'cluster'.*'clustering'"):

@@ -11,14 +11,15 @@ import pytest
 from PIL import Image
 
 from pipeline.examples import EXAMPLES, Example, generate_example
-from pipeline.examples import _io, tetrominoes
+from pipeline.examples import _io, digits, letters, tetrominoes
 
 COUNT = 50
 
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory) -> dict[str, Path]:
-    """Each example generated once with COUNT images (glyphs with 120, for the class check)."""
+    """Each example generated once with COUNT images (glyphs with 120, for the class check; for
+    letters COUNT letters, on one page)."""
     roots = {}
     for name in EXAMPLES:
         root = tmp_path_factory.mktemp(name.replace("-", "_"))
@@ -32,6 +33,14 @@ def _labels(root: Path) -> list[tuple[str, int]]:
         rows = list(csv.reader(f))
     assert rows[0] == ["source", "label"]
     return [(s, int(l)) for s, l in rows[1:]]
+
+
+def _sources(root: Path) -> list[str]:
+    """The `source` column of labels.csv, whatever its other columns (letters: one row per box)."""
+    with open(root / "ground_truth" / "labels.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][0] == "source"
+    return [r[0] for r in rows[1:]]
 
 
 def _image(root: Path, source: str) -> np.ndarray:
@@ -93,8 +102,9 @@ def test_tetromino_pieces_are_never_judged_duplicates():
     """The example's duplicate threshold sits above the overlap of any two different pieces (they
     share at most 3 of 4 cells: 0.6) and below that of a piece with itself, shifted on its canvas."""
     import torch
+    from pipeline.core.config import config_from_dict
     from pipeline.models.sprites.reassign import mask_overlap
-    threshold = EXAMPLES["tetrominoes"].config["model"]["reassign_duplicate"]
+    threshold = config_from_dict({}, preset="scenes").model.reassign_duplicate   # the preset's, which the example uses
     canvas = torch.full((2 * 19, 1, 24, 24), -10.0)          # raw mask parameters: opacity ≈ 0
     for i, piece in enumerate(tetrominoes.MASKS):
         h, w = piece.shape
@@ -166,6 +176,63 @@ def test_glyphs_collection(made):
         assert pixels.min() <= 120 and np.median(pixels) >= 150  # dark ink on light paper
 
 
+# --- letters ------------------------------------------------------------------------------------
+
+def _box_labels(root: Path) -> list[tuple[str, int, int, int, int, int]]:
+    with open(root / "ground_truth" / "labels.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["source", "x", "y", "w", "h", "label"]
+    return [(r[0], *(int(v) for v in r[1:])) for r in rows[1:]]
+
+
+def test_letters_collection(made):
+    """Pages, not crops: labels.csv has one row per letter, its box on the page (the cropper's
+    check is in test_example_letters.py)."""
+    root, example = made["letters"], EXAMPLES["letters"]
+    rows = _box_labels(root)
+    assert len(rows) == COUNT  # the count is the number of letters
+    assert (root / "ground_truth" / "classes.txt").read_text(encoding="utf-8").splitlines() == list(example.classes)
+    assert len(example.classes) == 18 and example.config == {"model": {"sprites": 18}, "ingest": {"crop": "components"}}
+    assert (root / "ground_truth" / "README.md").read_text(encoding="utf-8").strip()
+    assert not (root / _io.PARTIAL).exists() and not (root / "ground_truth" / "masks.h5").exists()
+    pngs = sorted(p.relative_to(root / "images").as_posix() for p in (root / "images").rglob("*.png"))
+    assert pngs == ["book1/page001.png"] == sorted({r[0] for r in rows})
+    with Image.open(root / "images" / pngs[0]) as im:
+        assert im.mode == "L" and 600 <= im.size[0] <= 900
+        W, H = im.size
+    page = _image(root, pngs[0])
+    assert np.median(page) >= 170 and page.min() <= 90  # dark ink on light paper
+    for _, x, y, w, h, label in rows:
+        assert 0 <= label < 18 and 0 <= x and x + w <= W and 0 <= y and y + h <= H
+        assert page[y:y + h, x:x + w].min() < np.median(page) - 60  # the box holds ink
+
+
+def test_letters_page_count():
+    rng = _io.make_rng(0)
+    pages = list(letters.pages(letters.PER_PAGE + 3, rng))
+    assert [len(p.boxes) for p in pages] == [letters.PER_PAGE, 3]
+    assert [p.source for p in pages] == ["book1/page001.png", "book2/page001.png"]
+    assert all(p.boxes.dtype.kind == "i" and p.labels.shape == (len(p.boxes),) for p in pages)
+
+
+# --- digits -------------------------------------------------------------------------------------
+
+def test_digits_collection(made):
+    root, example = made["digits"], EXAMPLES["digits"]
+    _check_common(root, example, COUNT, masks=False)
+    rows = _labels(root)
+    assert example.classes == tuple("0123456789") and example.config == {"model": {"sprites": 10}}
+    assert np.bincount([l for _, l in rows], minlength=10).tolist() == [5] * 10  # equal classes
+    assert all(s.startswith("writer") and s.count("/") == 1 for s, _ in rows)
+    assert len({s.split("/")[0] for s, _ in rows}) == digits.WRITERS
+    for source, _ in rows:
+        with Image.open(root / "images" / source) as im:
+            assert im.mode == "L" and im.size == (16, 16)
+        pixels = _image(root, source)
+        assert pixels.min() <= 110 and np.median(pixels) >= 170  # dark ink on light paper
+        assert (pixels[[0, -1]] >= 150).all() and (pixels[:, [0, -1]] >= 150).all()  # the digit inside
+
+
 # --- coins --------------------------------------------------------------------------------------
 
 def test_coins_collection(made):
@@ -193,17 +260,17 @@ def test_same_seed_same_bytes(tmp_path, name):
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     for root, seed in ((a, 7), (b, 7), (c, 8)):
         generate_example(name, root, count=12, seed=seed)
-    first = _labels(a)[5][0]
+    first = _sources(a)[5]
     for rel in (f"images/{first}", "ground_truth/labels.csv"):
         assert (a / rel).read_bytes() == (b / rel).read_bytes()
     if (a / "ground_truth" / "masks.h5").exists():
         assert (a / "ground_truth/masks.h5").read_bytes() == (b / "ground_truth/masks.h5").read_bytes()
-    other = _labels(c)[5][0]
+    other = _sources(c)[5]
     assert (a / "images" / first).read_bytes() != (c / "images" / other).read_bytes()
 
 
 def test_registry_and_generate_example(tmp_path):
-    assert set(EXAMPLES) == {"glyphs", "tetrominoes", "multi-dsprites", "coins"}
+    assert set(EXAMPLES) == {"glyphs", "letters", "digits", "tetrominoes", "multi-dsprites", "coins"}
     for name, example in EXAMPLES.items():
         assert example.name == name and example.description and "\n" not in example.description
         assert example.preset in {"clustering", "objects", "scenes"}
@@ -246,6 +313,21 @@ def test_refuses_to_overwrite_and_cleans_interrupted(tmp_path):
     assert not (other / _io.PARTIAL).exists()
     generate_example("tetrominoes", other, count=3)  # a later generation succeeds
     assert len(_labels(other)) == 3
+
+
+def test_write_pages_is_atomic(tmp_path):
+    """An interrupted page generation leaves nothing that looks like a collection."""
+    def broken():
+        yield from letters.pages(3, _io.make_rng(0))
+        raise KeyboardInterrupt
+
+    root = tmp_path / "p"
+    with pytest.raises(KeyboardInterrupt):
+        _io.write_pages(root, broken(), letters.CLASSES, "x")
+    assert not (root / "images").exists() and not (root / "ground_truth").exists()
+    assert not (root / _io.PARTIAL).exists()
+    _io.write_pages(root, letters.pages(3, _io.make_rng(0)), letters.CLASSES, "x")
+    assert _sources(root) == ["book1/page001.png"] * 3
 
 
 def test_unknown_example(tmp_path):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.presets import PRESETS, derived
 from pipeline.errors import SpritesError
 
 __all__ = [
@@ -202,43 +203,6 @@ class Config:
         return values
 
 
-# The papers' settings per kind of collection (dti-sprites configs, scaled for a CPU).
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "clustering": {
-        # colour + affine is what reached 100 % on the glyphs example in 1.5 CPU-minutes; the
-        # reference's tps and morphological modules made short runs worse (78 %) and slower.
-        "model": {
-            "layers": 1, "background": False, "transparent": False,
-            "transforms": ["color", "affine"], "curriculum": [0, 9], "selection": "exhaustive",
-        },
-        # sprites learn 10× faster than in the reference (which ran 20k+ steps on a GPU): with
-        # minutes of CPU this is what lets the prototypes settle (37 % → 83 % in 3 minutes).
-        "train": {"epochs": 60, "batch_size": 64, "lr": 1e-3, "sprite_lr": 1e-2, "milestones": [50]},
-    },
-    "objects": {
-        "model": {
-            "layers": 1, "background": True, "transparent": True,
-            "transforms": ["color", "projective", "tps"], "curriculum": [0, 3, 8],
-            "background_transforms": ["color", "projective"], "selection": "exhaustive",
-        },
-        "train": {"epochs": 30, "batch_size": 32, "lr": 1e-3, "sprite_lr": 1e-3, "milestones": [25]},
-    },
-    "scenes": {
-        "model": {
-            "layers": 3, "background": True, "transparent": True, "empty_sprite": True,
-            "transforms": [], "curriculum": [], "layer_transforms": ["color", "position"],
-            "background_transforms": ["color"], "occlusion": "predicted", "selection": "greedy",
-            "greedy_iterations": 2, "sprite_size": 0,
-        },
-        # the reference's lr 1e-4 assumes ~12 M samples (5 GPU-hours); on a CPU budget 3e-4 for the
-        # heads and 3e-3 for the sprites did best among the rates tried on tetrominoes (ARI-FG 84 %
-        # in 15 single-thread minutes, against 76–80 % for 1e-3/1e-3, 1e-4/3e-3, 3e-4/1e-2)
-        "train": {"epochs": 100, "batch_size": 32, "lr": 3e-4, "sprite_lr": 3e-3, "freeze_sprites": 1,
-                  "milestones": [80], "decay_sprites": False},
-    },
-}
-
-
 def _default(f: dataclasses.Field) -> Any:
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
@@ -318,7 +282,9 @@ def set_value(cfg: Config, section: str, key: str, value: Any) -> None:
 
 
 def config_from_dict(data: dict[str, Any], preset: str | None = None) -> Config:
-    """Defaults, then the preset, then `data` (a parsed sprites.toml)."""
+    """Defaults, then the preset, then `data` (a parsed sprites.toml or what `init` was given), then
+    the preset's rules for the keys `data` does not set: values derived from the data's shape (crop
+    size, L, K; `pipeline.core.presets`)."""
     data = dict(data)
     preset = data.pop("preset", preset) or "objects"
     if preset not in PRESETS:
@@ -331,6 +297,11 @@ def config_from_dict(data: dict[str, Any], preset: str | None = None) -> Config:
             if not isinstance(values, dict):
                 raise SpritesError(f"[{section}] must be a table of keys, got {values!r}")
             for key, value in values.items():
+                set_value(cfg, section, key, value)
+    for section, values in derived(preset, cfg).items():
+        given = data.get(section) or {}
+        for key, value in values.items():
+            if key not in given:
                 set_value(cfg, section, key, value)
     validate(cfg)
     return cfg

@@ -7,7 +7,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.core.config import Config, PRESETS, apply_overrides, config_from_dict, load_config, render_toml, set_value
+from pipeline.core.config import Config, PRESETS, apply_overrides, config_from_dict, load_config, parse_override, render_toml
 from pipeline.errors import SpritesError
 from pipeline.ingest.sources.http import is_url
 
@@ -91,10 +91,10 @@ def init_project(root: str | Path, images: str | None = None, preset: str | None
         preset = preset or info.preset
         overrides = {s: dict(v) for s, v in info.config.items()}
         overrides.setdefault("ingest", {}).update({"images": "images", "size": info.size, "channels": info.channels})
-    cfg = config_from_dict({}, preset=preset or "objects")
-    for section, values in overrides.items():
-        for key, value in values.items():
-            set_value(cfg, section, key, value)
+    for text in sets:   # given values are never derived by the preset's rules
+        section, key, value = parse_override(text)
+        overrides.setdefault(section, {})[key] = value
+    cfg = config_from_dict(overrides, preset=preset or "objects")
     if images is not None and is_url(images):  # a IIIF manifest or collection
         cfg.ingest.images = images
     elif images is not None:

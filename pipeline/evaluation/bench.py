@@ -274,7 +274,8 @@ def format_speed(r: dict[str, Any]) -> str:
 # quality
 # ----------------------------------------------------------------------------------------------
 
-QUALITY_MINUTES = {"glyphs": 5.0, "tetrominoes": 30.0, "multi-dsprites": 45.0, "coins": 10.0}
+QUALITY_MINUTES = {"glyphs": 5.0, "letters": 10.0, "digits": 5.0, "tetrominoes": 30.0, "multi-dsprites": 45.0,
+                   "coins": 10.0}
 _BENCH_MARK = ".sprites-bench"
 
 
@@ -314,8 +315,11 @@ def quality_bench(name: str, minutes: float | None = None, count: int | None = N
                            sets=[f"train.minutes={minutes}", *sets], force=True)
     cfg = project.config()
     count = count if count is not None else EXAMPLES[name].default_count
-    log(f"bench quality {name}: {count} images, train.minutes = {minutes:g}, train.epochs = {cfg.train.epochs} "
-        f"(whichever comes first), project {directory}")
+    use = {"no": f"train.epochs = {cfg.train.epochs} (whichever comes first)",
+           "stretch": f"a schedule of {cfg.train.epochs} epochs stretched over the budget",
+           "restarts": f"runs of {cfg.train.epochs} epochs from new seeds while the budget lasts, the lowest loss kept"}
+    log(f"bench quality {name}: {count} images, train.minutes = {minutes:g}, {use[cfg.train.fill_budget]}, "
+        f"project {directory}")
     run_stages(project, cfg, ["all"], stages=stages, log=log, progress=progress)
     with h5py.File(project.stage_path("train"), "r") as f:
         trained_s = float(f.attrs.get("seconds", float("nan")))

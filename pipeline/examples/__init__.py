@@ -3,6 +3,9 @@
 Each example is generated offline from a seed (no downloads): `root/images/` (PNG) and
 `root/ground_truth/` with `labels.csv` (`source,label`), `classes.txt`, `README.md` and, for the
 objects/scenes examples, `masks.h5` (`source`, `semantic`, `instance`, attribute `classes`).
+`letters` is made of pages to be cut by `ingest.crop = "components"`: its `labels.csv` has one
+row per letter, `source,x,y,w,h,label` (the letter's box in page pixels), and its count is the
+number of letters.
 The same seed gives byte-identical files; see `_io.py` for how an interrupted generation is
 kept from looking complete.
 """
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from pipeline.examples import coins, glyphs, multi_dsprites, tetrominoes
+from pipeline.examples import coins, digits, glyphs, letters, multi_dsprites, tetrominoes
 
 __all__ = ["Example", "EXAMPLES", "generate_example"]
 
@@ -24,7 +27,7 @@ class Example:
     description: str          # one line for `sprites init --help` and the README
     preset: str               # "clustering" | "objects" | "scenes"
     size: int                 # image side in px (= ingest.size)
-    default_count: int        # default number of images
+    default_count: int        # default number of images (letters: of letters)
     channels: int             # 1 (grey) or 3
     config: dict              # recommended config overrides by section, e.g. {"model": {"sprites": 10}}
     generate: Callable[[Path, int, int], None]   # generate(root, count, seed)
@@ -39,46 +42,41 @@ EXAMPLES: dict[str, Example] = {
         config={"model": {"sprites": 10}},
         generate=glyphs.generate, classes=tuple(glyphs.CLASSES),
     ),
+    "letters": Example(
+        name="letters",
+        description="pages of print in 3 types, cut by ingest.crop = components into 18 lowercase letters, 32×32 grey (clustering)",
+        preset="clustering", size=letters.SIZE, default_count=3000, channels=1,
+        # The cropper's defaults (min_size 8, merge_distance 8, margin 2, no max_size) fit the
+        # pages: every letter one shape, the i's dot 1–4 px above its stem, specks under 8 px.
+        config={"model": {"sprites": len(letters.CLASSES)}, "ingest": {"crop": "components"}},
+        generate=letters.generate, classes=tuple(letters.CLASSES),
+    ),
+    "digits": Example(
+        name="digits",
+        description="handwritten-like digits 0–9 by 12 writers, 16×16 grey (clustering)",
+        preset="clustering", size=digits.SIZE, default_count=3000, channels=1,
+        config={"model": {"sprites": 10}},
+        generate=digits.generate, classes=tuple(digits.CLASSES),
+    ),
     "tetrominoes": Example(
         name="tetrominoes",
         description="3 coloured tetrominoes per image among 19 shapes, 35×35 (scenes, after DeepMind's Tetrominoes)",
         preset="scenes", size=tetrominoes.SIZE, default_count=3000, channels=3,
-        # epochs: 100 were done in 12–17 minutes, so a 30-minute budget was never used; with a
-        # minutes budget the schedule (milestones) is compressed to fit it.
-        # No background prototype, as the reference's tetro config (n_backgrounds 0): on black,
-        # a learned background drifts to colours that sprites then erase with black masks much
+        # K, L and the background switch only: the scenes preset derives the rest from the crop size
+        # and L (pipeline/core/presets.py). On black, as the reference's tetro config (n_backgrounds
+        # 0): a learned background drifts to colours that sprites then erase with black masks much
         # larger than their pieces (ARI-FG 52–78 % in 30 min with it, 97–98 % without).
-        # Two failures of a 30-minute run, each leaving one shape without a sprite, are re-seeded:
-        # a sprite left a blob (2.2–2.6× the median blur seen), and two sprites drawing the same
-        # shape (mask overlap 0.84–0.96, against at most 0.70 between different pieces: 0.60 for
-        # ideal ones, which share at most 3 of their 4 cells).
-        config={"model": {"sprites": 19, "layers": 3, "sprite_size": 24, "empty_sprite": False,
-                          "occlusion": "fixed", "greedy_iterations": 1, "mask_init_std": 5.0,
-                          "background": False, "reassign_blurred": 2.0, "reassign_duplicate": 0.8},
-                "train": {"epochs": 300, "milestones": [240]}},
+        config={"model": {"sprites": 19, "layers": 3, "background": False}},
         generate=tetrominoes.generate, classes=tuple(tetrominoes.CLASSES),
     ),
     "multi-dsprites": Example(
         name="multi-dsprites",
         description="2–5 occluding squares, ellipses and hearts on grey, 64×64 (scenes, after Multi-dSprites)",
         preset="scenes", size=multi_dsprites.SIZE, default_count=3000, channels=3,
-        # As the reference's dsprites config (K = 3 sprites that rotate by a similarity, 4×4 encoder
-        # map, predicted occlusion, greedy × 3), the three masks became discs within a 45-minute
-        # budget (ARI-FG 73.6 % at 1 thread): the similarity head never learned which way a shape
-        # points. Here sprites that do not rotate, started as ellipses turned evenly over a
-        # half-turn, each take a shape at an orientation, as tetrominoes' 19 sprites take its
-        # rotated pieces (twelve: 76.9 % at 1 thread, 88 epochs). More sprites did better (at 2 threads:
-        # 12: 81.2 %, 20: 82.9 %, 24: 83.9 %, 32: 84.7 %, a turn every 5.6°); the selection compares
-        # their candidates at 16×16, which keeps the step about as fast as twelve at 32×32 (the chosen
-        # sprites are still drawn at full size for the loss). The empty-sprite penalty is 2× the paper's:
-        # with 1e-4 and twelve sprites a large object was often drawn by two or three blobs, 1e-3 left
-        # small ones out, and with 32 sprites 3e-4 left two objects in one layer in 31 % of the scenes
-        # (2e-4: 85.4 %, against 84.7 % with 3e-4).
-        config={"model": {"sprites": 32, "layers": 5, "sprite_size": 28, "empty_sprite": True, "empty_penalty": 2e-4,
-                          "occlusion": "predicted", "greedy_iterations": 3, "mask_init_std": 7.0,
-                          "mask_init_elongation": 1.25, "background_init": "constant", "encoder_pool": 4,
-                          "selection_downsample": 4, "transforms": [], "curriculum": []},
-                "train": {"epochs": 200, "milestones": [160]}},
+        # K and L only. K = 32 sprites for 3 shapes: a sprite holds a shape at one orientation (the
+        # sprites do not rotate; a similarity head learned no rotation within 45 CPU-minutes, see
+        # docs/experiments.md), started as ellipses turned evenly over a half-turn (the scenes preset).
+        config={"model": {"sprites": 32, "layers": 5}},
         generate=multi_dsprites.generate, classes=tuple(multi_dsprites.CLASSES),
     ),
     "coins": Example(

@@ -4,7 +4,8 @@ Everything is first written under `root/.example.partial/` (PNG images one by on
 chunked HDF5 file in blocks of `BLOCK` images, so memory stays bounded whatever the count), then
 `images/` and `ground_truth/` are renamed into place, `ground_truth/` last: a collection whose
 `ground_truth/labels.csv` exists is complete. An interrupted generation leaves only the hidden
-partial folder, which the next generation removes.
+partial folder, which the next generation removes. `write_pages` does the same for pages holding
+several labelled boxes each (`labels.csv`: `source,x,y,w,h,label`).
 
 Same arrays → same bytes: PNGs are encoded by OpenCV with fixed settings and the HDF5 datasets
 are created without timestamps.
@@ -17,13 +18,13 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import h5py
 import numpy as np
 
-__all__ = ["Sample", "write_collection", "make_rng", "PARTIAL"]
+__all__ = ["Sample", "Page", "write_collection", "write_pages", "make_rng", "class_labels", "PARTIAL"]
 
 PARTIAL = ".example.partial"
 BLOCK = 64  # images per HDF5 chunk and per buffered mask write
@@ -38,6 +39,17 @@ class Sample:
     label: int
     semantic: np.ndarray | None = None
     instance: np.ndarray | None = None
+
+
+@dataclass
+class Page:
+    """One generated page holding several labelled shapes. `image` is H×W (grey) or H×W×3 RGB
+    uint8; `source` the path relative to `images/` (POSIX); `boxes` (n, 4) integer x, y, w, h in
+    the page's pixels and `labels` (n,) their class indices."""
+    source: str
+    image: np.ndarray
+    boxes: np.ndarray
+    labels: np.ndarray
 
 
 def make_rng(seed: int) -> np.random.Generator:
@@ -98,9 +110,22 @@ class _MaskWriter:
         self.file.close()
 
 
-def write_collection(root: Path, samples: Iterable[Sample], count: int, size: int, classes: list[str],
-                     readme: str, masks: bool) -> None:
-    """Stream `count` samples into `root/images/` and `root/ground_truth/` (see the module doc)."""
+def class_labels(frequency: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """The class of each of `count` items: quotas by `frequency` (largest remainder, every class at
+    least once when count allows), shuffled."""
+    share = frequency / frequency.sum() * count
+    quota = np.floor(share).astype(int)
+    quota[np.argsort(quota - share, kind="stable")[:count - quota.sum()]] += 1
+    if count >= len(frequency):
+        while (quota == 0).any():
+            quota[np.argmax(quota)] -= 1
+            quota[np.argmin(quota)] += 1
+    return rng.permutation(np.repeat(np.arange(len(frequency)), quota))
+
+
+def _write_atomically(root: Path, write: Callable[[Path], None]) -> None:
+    """`write(partial)` fills `partial/images` and `partial/ground_truth`, which are then renamed
+    into `root`, `ground_truth/` last (see the module doc)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     images_dir, truth_dir = root / "images", root / "ground_truth"
@@ -111,11 +136,17 @@ def write_collection(root: Path, samples: Iterable[Sample], count: int, size: in
     (partial / "images").mkdir(parents=True)
     (partial / "ground_truth").mkdir()
     try:
-        _write_all(partial, samples, count, size, classes, readme, masks)
+        write(partial)
         os.replace(partial / "images", images_dir)
         os.replace(partial / "ground_truth", truth_dir)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+
+
+def write_collection(root: Path, samples: Iterable[Sample], count: int, size: int, classes: list[str],
+                     readme: str, masks: bool) -> None:
+    """Stream `count` samples into `root/images/` and `root/ground_truth/` (see the module doc)."""
+    _write_atomically(root, lambda partial: _write_all(partial, samples, count, size, classes, readme, masks))
 
 
 def _write_all(partial: Path, samples: Iterable[Sample], count: int, size: int, classes: list[str],
@@ -148,6 +179,37 @@ def _write_all(partial: Path, samples: Iterable[Sample], count: int, size: int, 
         out = csv.writer(f, lineterminator="\n")
         out.writerow(["source", "label"])
         out.writerows(zip(sources, labels))
+    (truth / "classes.txt").write_text("".join(c + "\n" for c in classes), encoding="utf-8")
+    (truth / "README.md").write_text(readme.strip() + "\n", encoding="utf-8")
+
+
+def write_pages(root: Path, pages: Iterable[Page], classes: list[str], readme: str) -> None:
+    """Stream pages into `root/images/` and their boxes into `root/ground_truth/labels.csv`
+    (`source,x,y,w,h,label`, one row per box), with `classes.txt` and `README.md`; written under
+    the partial folder and renamed into place as `write_collection` does, `ground_truth/` last."""
+    _write_atomically(root, lambda partial: _write_pages(partial, pages, classes, readme))
+
+
+def _write_pages(partial: Path, pages: Iterable[Page], classes: list[str], readme: str) -> None:
+    truth = partial / "ground_truth"
+    rows: list[list] = []
+    sources: set[str] = set()
+    made_dirs: set[str] = set()
+    for page in pages:
+        if page.source in sources:  # pragma: no cover - generators name pages by index
+            raise RuntimeError("duplicate page names in a generated example")
+        sources.add(page.source)
+        folder, _, _ = page.source.rpartition("/")
+        if folder and folder not in made_dirs:
+            (partial / "images" / folder).mkdir(parents=True, exist_ok=True)
+            made_dirs.add(folder)
+        (partial / "images" / page.source).write_bytes(_encode_png(page.image))
+        for (x, y, w, h), label in zip(np.asarray(page.boxes).tolist(), np.asarray(page.labels).tolist()):
+            rows.append([page.source, int(x), int(y), int(w), int(h), int(label)])
+    with open(truth / "labels.csv", "w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f, lineterminator="\n")
+        out.writerow(["source", "x", "y", "w", "h", "label"])
+        out.writerows(rows)
     (truth / "classes.txt").write_text("".join(c + "\n" for c in classes), encoding="utf-8")
     (truth / "README.md").write_text(readme.strip() + "\n", encoding="utf-8")
 

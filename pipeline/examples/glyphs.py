@@ -27,7 +27,7 @@ from typing import Iterator
 import numpy as np
 from scipy import ndimage
 
-from pipeline.examples._io import Sample, make_rng, write_collection
+from pipeline.examples._io import Sample, class_labels, make_rng, write_collection
 
 SIZE = 28
 CLASSES = ["a", "e", "n", "o", "r", "s", "t", "d", "i", "m"]
@@ -83,10 +83,13 @@ _SKELETONS = {
 }
 
 
-def _field(strokes, nib: float, thick: float, thin: float, stretch: float) -> np.ndarray:
-    """Normalised distance to the ink: ≤ 1 inside the letter (distance / half stroke width)."""
-    x = (np.arange(-0.35, 1.55, 1 / RES) + 0.5 / RES)[None, :]
-    y = (np.arange(1.8, -0.35, -1 / RES) - 0.5 / RES)[:, None]
+def _field(strokes, nib: float, thick: float, thin: float, stretch: float,
+           extent: tuple[float, float, float, float] = (-0.35, 1.55, -0.35, 1.8)) -> np.ndarray:
+    """Normalised distance to the ink: ≤ 1 inside the letter (distance / half stroke width), on a
+    template covering `extent` = x0, x1, y0, y1 in x-height units (y up), RES pixels per unit."""
+    x0_, x1_, y0_, y1_ = extent
+    x = (np.arange(x0_, x1_, 1 / RES) + 0.5 / RES)[None, :]
+    y = (np.arange(y1_, y0_, -1 / RES) - 0.5 / RES)[:, None]
     field = np.full((y.size, x.size), 99.0)
     for stroke in strokes:
         if stroke[0] == "dot":
@@ -117,18 +120,6 @@ class _Type:
             self.fields.append(field)
             self.boxes.append(((rows.min() + rows.max()) / 2, (cols.min() + cols.max()) / 2,
                                max(np.ptp(rows), np.ptp(cols)) + 1))
-
-
-def _class_labels(count: int, rng: np.random.Generator) -> np.ndarray:
-    """Class of each crop: quotas by FREQUENCY (largest remainder, ≥ 1 each), shuffled."""
-    share = FREQUENCY / FREQUENCY.sum() * count
-    quota = np.floor(share).astype(int)
-    quota[np.argsort(quota - share, kind="stable")[:count - quota.sum()]] += 1
-    if count >= len(CLASSES):
-        while (quota == 0).any():
-            quota[np.argmax(quota)] -= 1
-            quota[np.argmin(quota)] += 1
-    return rng.permutation(np.repeat(np.arange(len(CLASSES)), quota))
 
 
 def _render(rng, typ: _Type, cls: int, paper: float, ink: float) -> np.ndarray:
@@ -166,7 +157,7 @@ def samples(count: int, rng: np.random.Generator) -> Iterator[Sample]:
     types = [_Type(rng) for _ in range(books)]
     paper_of = rng.uniform(185, 235, size=books)
     ink_of = rng.uniform(20, 65, size=books)
-    labels = _class_labels(count, rng)
+    labels = class_labels(FREQUENCY, count, rng)
     first_page = [next(p for p in range(pages) if p * books // pages == b) for b in range(books)]
     for i in range(count):
         page = i // PER_PAGE
