@@ -144,7 +144,7 @@ def test_masks_perfect_prediction(ingested):
     m = evaluate(project, masks=project.ground_truth_dir / "masks.h5")["masks"]
     assert m["ari_fg"] == pytest.approx(1.0) and m["ari"] == pytest.approx(1.0)
     assert m["acc"] == pytest.approx(1.0) and m["acc_nobkg"] == pytest.approx(1.0)
-    assert m["n_images"] == 8 and m["n_classes"] == 20
+    assert m["n_images"] == 8 and m["n_classes"] == 20 and m["fg_iou"] == pytest.approx(1.0)
     # a relabelled prediction (layers and sprites permuted) scores the same
     _fake_decompose(project, 19, front=np.zeros(len(order)), instance=np.where(inst > 0, 4 - inst, 0),
                     semantic=np.where(sem > 0, 20 - sem, 0))
@@ -166,6 +166,8 @@ def test_ari_fg_counts_background_pixels_for_the_closest_layer(ingested):
     with_fg = evaluate(project, masks=project.ground_truth_dir / "masks.h5")["masks"]
     assert without["ari_fg"] < 0.9 and with_fg["ari_fg"] == pytest.approx(1.0)
     assert with_fg["ari"] == pytest.approx(without["ari"])
+    # foreground IoU over all pixels: the eroded prediction covers the truth's rows 1, 3, 5, …
+    assert without["fg_iou"] == pytest.approx(((eroded > 0).sum()) / ((inst > 0).sum()))
 
 
 def test_masks_on_a_trained_coins_project_with_resize(tmp_path):

@@ -339,7 +339,7 @@ def quality_bench(name: str, minutes: float | None = None, count: int | None = N
         line.update(acc=c["acc"], nmi=c["nmi"], ari=c["ari"])
     if "masks" in scores:
         m = scores["masks"]
-        line.update(ari_fg=m["ari_fg"], ari_all=m["ari"], miou=m.get("miou"), macc=m.get("macc"),
+        line.update(ari_fg=m["ari_fg"], ari_all=m["ari"], fg_iou=m.get("fg_iou"), miou=m.get("miou"), macc=m.get("macc"),
                     miou_nobkg=m.get("miou_nobkg"), macc_nobkg=m.get("macc_nobkg"))
     line["eval"] = scores.get("path")
     path = project.exports_dir / "bench.json"
@@ -361,7 +361,8 @@ def format_quality(line: dict[str, Any]) -> str:
     if "acc" in line:
         parts.append(f"acc {pct(line['acc'])} %  nmi {pct(line['nmi'])}  ari {pct(line['ari'])}")
     if "ari_fg" in line:
-        parts.append(f"ari-fg {pct(line['ari_fg'])}  miou {pct(line.get('miou'))}  macc {pct(line.get('macc'))}")
+        parts.append(f"ari-fg {pct(line['ari_fg'])}  fg-iou {pct(line.get('fg_iou'))}  miou {pct(line.get('miou'))}  "
+                     f"macc {pct(line.get('macc'))}")
     parts.append(f"wall {line['wall_s'] / 60:.1f} min")
     parts.append(f"peak RSS {line['peak_rss_mb']:.0f} MB")
     return "  |  ".join(parts)

@@ -41,7 +41,8 @@ Masks (§13.2, §13.3) compare decompose `instance` / `semantic` with the ground
   * `ari_fg`: per image, GT-background pixels dropped, mean over images with foreground; as in
     the papers' protocol, a foreground pixel the model left to the background counts for the layer
     whose colour is closest there (decompose's `instance_fg`; `instance` for older runs);
-    `ari`: all pixels; `miou`/`macc` (with background) and `miou_nobkg`/`macc_nobkg` from one
+    `ari`: all pixels; `fg_iou`: foreground (instance > 0) against the ground truth's foreground,
+    intersection over union over all pixels of all matched crops; `miou`/`macc` (with background) and `miou_nobkg`/`macc_nobkg` from one
     pixel confusion matrix with Hungarian matching (predicted background is not reassigned).
 
 The result is written to `DIR/exports/eval.json` (atomically) and returned.
@@ -441,11 +442,14 @@ def _mask_scores(dec, crop_ids: np.ndarray, rows: np.ndarray, truth: dict[str, A
     order = np.argsort(crop_ids, kind="stable")  # h5py reads need increasing indices
     crop_ids, rows, as_is = crop_ids[order], rows[order], as_is[order]
     v_all, v_fg, ok_all, ok_fg = [], [], [], []
+    fg_inter = fg_union = 0
     for lo in range(0, crop_ids.size, _CHUNK):
         ids, r, same = crop_ids[lo:lo + _CHUNK], rows[lo:lo + _CHUNK], as_is[lo:lo + _CHUNK]
         p_inst = _rows(dec["instance"], ids)
         p_fg = _rows(dec["instance_fg"], ids) if "instance_fg" in dec else p_inst
         t_inst = _truth_rows(gt_inst, r, same, ids, size, geom)
+        fg_inter += int(((p_inst > 0) & (t_inst > 0)).sum())
+        fg_union += int(((p_inst > 0) | (t_inst > 0)).sum())
         a, sa = ari_per_image(t_inst, p_inst, with_bkg=True)
         f, sf = ari_per_image(t_inst, p_fg, with_bkg=False)
         v_all.append(a), ok_all.append(sa), v_fg.append(f), ok_fg.append(sf)
@@ -465,6 +469,7 @@ def _mask_scores(dec, crop_ids: np.ndarray, rows: np.ndarray, truth: dict[str, A
     out: dict[str, Any] = {
         "ari_fg": float(v_fg[ok_fg].mean()) if ok_fg.any() else float("nan"),
         "ari": float(v_all[ok_all].mean()) if ok_all.any() else float("nan"),
+        "fg_iou": fg_inter / fg_union if fg_union else float("nan"),
         "n_images": int(crop_ids.size),
         "n_fg_images": int(ok_fg.sum()),
     }
@@ -634,7 +639,7 @@ def format_summary(result: dict[str, Any]) -> list[str]:
                      + (", " + ", ".join(extra) if extra else "") + ")")
     m = result.get("masks")
     if m:
-        line = f"masks: ari-fg {_pct(m['ari_fg'])}  ari {_pct(m['ari'])}"
+        line = f"masks: ari-fg {_pct(m['ari_fg'])}  ari {_pct(m['ari'])}  fg-iou {_pct(m.get('fg_iou'))}"
         if "miou" in m:
             line += (f"  miou {_pct(m['miou'])}  macc {_pct(m['macc'])}"
                      f"  (no bkg: miou {_pct(m['miou_nobkg'])}  macc {_pct(m['macc_nobkg'])})")
