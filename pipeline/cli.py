@@ -55,7 +55,7 @@ def _example_names() -> list[str]:
 @click.option("--images", help="a folder of images and PDFs (searched recursively), a glob such as 'scans/**/*.jpg', a PDF, a IIIF manifest URL or file, or a .txt list of these")
 @click.option("--preset", type=click.Choice(["clustering", "objects", "scenes"]),
               help="clustering: one opaque sprite per image; objects: one sprite over a background; scenes: several layers with occlusion")
-@click.option("--example", help="fill the project with a built-in generated collection (glyphs, letters, digits, tetrominoes, multi-dsprites, coins)")
+@click.option("--example", help="fill the project with a built-in generated collection (glyphs, letters, digits, tetrominoes, multi-dsprites, coins, ornaments, ornaments-variant)")
 @click.option("--count", type=int, help="number of images of the --example collection (letters: of letters, on pages)")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the --example collection")
 @_set_option
@@ -202,7 +202,7 @@ def bench_speed(preset, threads, batch, steps, warmup, decompose_steps, variants
 
 @bench.command("quality")
 @click.argument("name")
-@click.option("--minutes", type=float, help="training budget (default: glyphs 5, letters 10, digits 5, tetrominoes 30, multi-dsprites 45, coins 10)")
+@click.option("--minutes", type=float, help="training budget (default: glyphs 5, digits 5, letters 10, coins 10, ornaments 10, tetrominoes 30, multi-dsprites 45)")
 @click.option("--count", type=int, help="number of images (default: the example's)")
 @click.option("--dir", "directory", type=click.Path(file_okay=False), help="project folder (default ./bench-NAME, emptied first)")
 @_set_option

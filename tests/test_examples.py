@@ -270,7 +270,8 @@ def test_same_seed_same_bytes(tmp_path, name):
 
 
 def test_registry_and_generate_example(tmp_path):
-    assert set(EXAMPLES) == {"glyphs", "letters", "digits", "tetrominoes", "multi-dsprites", "coins"}
+    assert set(EXAMPLES) == {"glyphs", "letters", "digits", "tetrominoes", "multi-dsprites", "coins",
+                             "ornaments", "ornaments-variant"}
     for name, example in EXAMPLES.items():
         assert example.name == name and example.description and "\n" not in example.description
         assert example.preset in {"clustering", "objects", "scenes"}

@@ -275,7 +275,7 @@ def format_speed(r: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------------------------
 
 QUALITY_MINUTES = {"glyphs": 5.0, "letters": 10.0, "digits": 5.0, "tetrominoes": 30.0, "multi-dsprites": 45.0,
-                   "coins": 10.0}
+                   "coins": 10.0, "ornaments": 10.0, "ornaments-variant": 10.0}
 _BENCH_MARK = ".sprites-bench"
 
 

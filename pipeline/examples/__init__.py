@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from pipeline.examples import coins, digits, glyphs, letters, multi_dsprites, tetrominoes
+from pipeline.examples import coins, digits, glyphs, letters, multi_dsprites, ornaments, tetrominoes
 
 __all__ = ["Example", "EXAMPLES", "generate_example"]
 
@@ -85,6 +85,22 @@ EXAMPLES: dict[str, Example] = {
         preset="objects", size=coins.SIZE, default_count=2000, channels=3,
         config={"model": {"sprites": 4, "layers": 1}},
         generate=coins.generate, classes=tuple(coins.CLASSES),
+    ),
+    "ornaments": Example(
+        name="ornaments",
+        description="printers' ornaments (fleurons, rosettes, leaves, vignettes) from early books: 8 motifs on old paper, 64×64 (objects)",
+        preset="objects", size=ornaments.SIZE, default_count=2000, channels=3,
+        # Look-alike pairs (a leaf with or without veins, rosettes of 6 and 8 petals).
+        config={"model": {"sprites": len(ornaments.CLASSES)}},
+        generate=ornaments.generate, classes=tuple(ornaments.CLASSES),
+    ),
+    "ornaments-variant": Example(
+        name="ornaments-variant",
+        description="held-out printers' ornaments: 9 other motifs on cooler, greyer paper, 64×64 (objects)",
+        preset="objects", size=ornaments.SIZE, default_count=2000, channels=3,
+        # For held-out checks: other motifs (look-alike pairs too), paper and seed (seed + 1 000 003).
+        config={"model": {"sprites": len(ornaments.VARIANT_CLASSES)}},
+        generate=ornaments.generate_variant, classes=tuple(ornaments.VARIANT_CLASSES),
     ),
 }
 
