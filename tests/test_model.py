@@ -416,3 +416,40 @@ class TestConfigErrors:
         cfg = config_from_dict({"model": {"sprite_size": 48}, "ingest": {"size": 64}}, preset="objects")
         with pytest.raises(SpritesError, match="sprite_size"):
             check_model_config(cfg.model, 32)
+
+
+class TestRedundantSprites:
+    """One letter drawn by two sprites (their crops' margin to the runner-up near 0) is re-seeded from
+    the sprite worst at its crops (two letters in one sprite: the highest mean cost)."""
+
+    def _selection(self):
+        # per sprite: crops, summed margin, summed cost; sprites 0 and 1 share a letter, sprite 3 draws two
+        rows = [[200, 200 * 0.0005, 200 * 0.0006], [210, 210 * 0.0006, 210 * 0.0006],
+                [150, 150 * 0.03, 150 * 0.0007], [160, 160 * 0.04, 160 * 0.0024],
+                [100, 100 * 0.02, 100 * 0.0007], [120, 120 * 0.005, 120 * 0.0004],
+                [130, 130 * 0.025, 130 * 0.0008], [90, 90 * 0.035, 90 * 0.0009]]
+        return torch.tensor(rows, dtype=torch.float64)
+
+    def test_finds_the_duplicate_and_the_merged_sprite(self):
+        from pipeline.models.sprites.reassign import redundant_sprites
+        why, source = redundant_sprites(self._selection(), 0.1, torch.ones(8, dtype=torch.bool))
+        assert list(why) == [0] and source == 3
+        assert "explained almost as well" in why[0]
+
+    def test_look_alikes_are_not_duplicates_and_unsettled_sprites_wait(self):
+        from pipeline.models.sprites.reassign import redundant_sprites
+        # sprite 5 (margin 0.005, a quarter of the median: l against i) is kept at ratio 0.1
+        sel = self._selection()
+        sel[0, 1] = sel[1, 1] = 1.0         # no duplicates left: margins 0.005 and 0.0048 per crop
+        assert redundant_sprites(sel, 0.1, torch.ones(8, dtype=torch.bool)) == ({}, None)
+        settled = torch.tensor([False, False, True, True, True, True, True, True])
+        assert redundant_sprites(self._selection(), 0.1, settled) == ({}, None)
+
+    def test_training_restarts_the_redundant_sprite_from_the_worst(self):
+        from pipeline.models.sprites.reassign import reassign_unused
+        model, cfg = _model("clustering", size=16, channels=1, sprites=8, transforms=["affine"], curriculum=[])
+        opt = make_optimizer(model, cfg.train)
+        usage = self._selection()[:, :1].t().long()
+        moved = reassign_unused(model, opt, usage, threshold=0.2, redundant=0.1, selection=self._selection())
+        assert [(r.sprite, r.source) for r in moved] == [(0, 3)]
+        assert torch.allclose(model.prototypes[0], model.prototypes[3], atol=1e-3)

@@ -111,6 +111,7 @@ class ModelConfig:
     reassign_threshold: float = option(0.2, "re-seed a sprite used by fewer than threshold / K of the images", low=0)
     reassign_blurred: float = option(0.0, "also re-seed the blurriest sprite when its mask is this many times blurrier than the median sprite's (0 = never): a blob that explains no shape of its own", low=0)
     reassign_duplicate: float = option(0.0, "also re-seed the less used of two sharp sprites whose masks overlap this much (intersection over union, best over shifts; 0 = never; 0.8 catches one shape drawn twice, different shapes overlap less): for collections told apart by shape, not texture", low=0, high=1)
+    reassign_redundant: float = option(0.0, "also re-seed a sprite whose crops would be explained almost as well by their runner-up (mean margin below this fraction of the median sprite's; 0 = never), restarting it from the sprite worst at its crops: one shape drawn by two sprites while two others share one (clustering; costs a runner-up per crop in training)", low=0, high=1, added=True)
     padding: str = option("auto", "warp padding: zeros, border, or auto (border for opaque prototypes)", choices=("auto", "zeros", "border"))
 
 

@@ -410,8 +410,9 @@ class SpriteModel(SpriteTraining, SpriteRecord, Model):
         return best
 
     # --------------------------------------------------------------------------------- passes
-    def forward(self, x: torch.Tensor, frozen: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One training pass: (loss, choice (B, L) sprite per layer (K = empty), chosen background (B,))."""
+    def forward(self, x: torch.Tensor, frozen: bool = False, stats: bool = False):
+        """One training pass: (loss, choice (B, L) sprite per layer (K = empty), chosen background (B,)),
+        and with `stats` also the selection's (cost (B,), runner-up cost (B,)) at its resolution."""
         features = self.encoder(x)
         noise = None
         if self.training and self.masks is not None and self.cfg.mask_noise > 0:
@@ -425,13 +426,16 @@ class SpriteModel(SpriteTraining, SpriteRecord, Model):
             rendered = self.render_all(features, self.training, _area_resize(noise, side), frozen, size=side)
             backgrounds = _area_resize(self.render_backgrounds(features, frozen), side)
             occ = self.occlusion(features)
-            candidate, bkg_choice, _, _ = self.choose(_area_resize(x, side), rendered, backgrounds, occ, frozen)
+            candidate, bkg_choice, cost, second = self.choose(_area_resize(x, side), rendered, backgrounds, occ, frozen,
+                                                              second=stats)
             choice, turns = self.split_candidates(candidate)
         layers, alphas, _ = self.render_chosen(features, choice, turns, self.training, noise, frozen)
         backgrounds = self.render_backgrounds(features, frozen)
         background = backgrounds[bkg_choice, torch.arange(x.shape[0])] if backgrounds is not None else None
         recon = composite(layers, alphas, self.occlusion(features), background)
         loss = ((recon - x) ** 2).mean()
+        if stats:
+            return loss, choice, bkg_choice, (cost, second)
         return loss, choice, bkg_choice
 
     @torch.no_grad()

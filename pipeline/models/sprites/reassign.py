@@ -22,6 +22,7 @@ over the most used sprites instead of making triplets of one.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 
 from pipeline.models.sprites.transforms import soft_clamp
 
-__all__ = ["Reseed", "mask_blur", "mask_overlap", "reassign_unused", "restart_sprite"]
+__all__ = ["Reseed", "mask_blur", "mask_overlap", "reassign_unused", "redundant_sprites", "restart_sprite"]
 
 NOISE = 1e-4
 VISIBLE = 0.5   # a sprite whose mask never reaches this opacity draws nothing
@@ -103,21 +104,53 @@ def _duplicates(model, counts: torch.Tensor, overlap: float, settled: torch.Tens
     return twins
 
 
+def redundant_sprites(selection: torch.Tensor, ratio: float, settled: torch.Tensor) -> tuple[dict[int, str], int | None]:
+    """selection (K, 3): per sprite the crops it explained since the last check, their summed margin
+    to the runner-up and their summed cost. A sprite whose crops would cost almost as little with
+    their runner-up (mean margin below `ratio` × the median sprite's) is redundant: one letter drawn
+    by two sprites. Returns {sprite: why} for the settled redundant ones (at most one), and the
+    sprite worst at its crops (the highest mean cost: the one most likely to draw two shapes), the
+    source the redundant one restarts from."""
+    n, margin, cost = selection[:, 0], selection[:, 1], selection[:, 2]
+    used = n > 0
+    if used.sum() < 3:
+        return {}, None
+    mean_margin = torch.where(used, margin / n.clamp(min=1), torch.full_like(margin, math.inf))
+    mean_cost = torch.where(used & (n >= n[used].median() / 4), cost / n.clamp(min=1), torch.full_like(cost, -1.0))
+    median = float(mean_margin[used].median())
+    worst = int(torch.argmax(mean_cost))
+    low = torch.where(settled & used, mean_margin, torch.full_like(mean_margin, math.inf))
+    k = int(torch.argmin(low))
+    if not math.isfinite(float(low[k])) or float(low[k]) >= ratio * median or k == worst:
+        return {}, None
+    return {k: f"its crops were explained almost as well by another sprite (margin {float(low[k]) / median:.2f}× the median)"}, worst
+
+
 def reassign_unused(model, optimizer: torch.optim.Optimizer, usage: torch.Tensor, threshold: float,
                     blurred: float = 0.0, duplicate: float = 0.0,
-                    settled: torch.Tensor | None = None) -> list[Reseed]:
+                    settled: torch.Tensor | None = None, redundant: float = 0.0,
+                    selection: torch.Tensor | None = None) -> list[Reseed]:
     """usage (L, K') selection counts since the last check (K' includes the empty sprite);
     `blurred` > 0 also re-seeds the blurriest sprite when its mask_blur is that many times the median;
     `duplicate` > 0 also re-seeds the less used of two sprites whose mask_overlap is at least that,
-    among the `settled` ones (K,) bool (default all). Returns the re-seedings made."""
+    among the `settled` ones (K,) bool (default all); `redundant` > 0 also re-seeds a sprite whose
+    crops' margin to their runner-up is below that fraction of the median sprite's (`selection`,
+    see redundant_sprites), from the sprite worst at its crops. Returns the re-seedings made."""
     K = model.K
     counts = usage[:, :K].sum(0).double()          # (K,) over layers; the empty sprite is not a sprite
     if counts.sum() == 0:
         return []
+    settled = torch.ones(K, dtype=torch.bool) if settled is None else settled
     share = counts / counts.sum()
     if model.has_empty:  # relative to the most used sprite, since many layers may be empty
         share = counts / counts.max()
     why = {k: "rarely used" for k in range(K) if share[k] < threshold / K}
+    sources: dict[int, int] = {}
+    if redundant > 0 and selection is not None:
+        found, worst = redundant_sprites(selection, redundant, settled)
+        for k, reason in found.items():
+            if k not in why:
+                why[k], sources[k] = reason, worst
     twins = {}
     if model.masks is not None:
         visible = soft_clamp(model.masks.detach()).flatten(1).amax(1) >= VISIBLE
@@ -128,7 +161,6 @@ def reassign_unused(model, optimizer: torch.optim.Optimizer, usage: torch.Tensor
             if blur[worst] >= max(BLUR_FLOOR, blurred * float(blur.median())):
                 why.setdefault(worst, "its mask stayed a blur")
         if duplicate > 0 and blur is not None:
-            settled = torch.ones(K, dtype=torch.bool) if settled is None else settled
             twins = _duplicates(model, counts, duplicate, settled, blur)
             for k, twin in twins.items():
                 why.setdefault(k, f"it drew the same shape as sprite {twin}")
@@ -140,8 +172,8 @@ def reassign_unused(model, optimizer: torch.optim.Optimizer, usage: torch.Tensor
         others[k] = -1
         if k in twins:
             others[twins[k]] = -1
-        src = int(torch.argmax(others))
-        if others[src] < 0 or counts[src] < counts[k]:
+        src = sources.get(k, int(torch.argmax(others)))
+        if k not in sources and (others[src] < 0 or counts[src] < counts[k]):
             continue
         restart_sprite(model, optimizer, k, src)
         # the copy will take about half its source's images: a second copy in this check comes

@@ -31,6 +31,7 @@ class SpriteTrainState:
     curriculum_since: int = 0       # step at which the last one switched on
     curriculum_early: int = 0       # how many the loss plateaus switched on (model.curriculum_patience)
     frozen: bool = False            # whether the sprites were frozen at the last step
+    selection: list = field(default_factory=list)    # (K, 3) crops, summed margin, summed cost since the last check
 
 
 class SpriteTraining:
@@ -52,6 +53,8 @@ class SpriteTraining:
             self.train_state.usage = [[0] * K1 for _ in range(self.L)]
         if not self.train_state.touched:
             self.train_state.touched = [-SETTLE * max(cfg.reassign_every, 1)] * self.K
+        if not self.train_state.selection:
+            self.train_state.selection = [[0, 0.0, 0.0] for _ in range(self.K)]
 
     def training_state(self) -> dict[str, Any]:
         return asdict(self.train_state)
@@ -62,7 +65,11 @@ class SpriteTraining:
         if on != st.curriculum_on:
             st.curriculum_on, st.curriculum_since = on, clock.step
         st.frozen = clock.progress < self.train_cfg.freeze_sprites
-        loss, choice, _ = self(x, frozen=st.frozen)
+        if self.cfg.reassign_redundant > 0:   # the margins that tell a redundant sprite
+            loss, choice, _, (cost, second) = self(x, frozen=st.frozen, stats=True)
+            self._add_selection(choice, cost, second)
+        else:
+            loss, choice, _ = self(x, frozen=st.frozen)
         counts = torch.zeros(self.L, self.K + int(self.has_empty), dtype=torch.long)
         counts.scatter_add_(1, choice.t().cpu(), torch.ones_like(choice.t().cpu()))
         st.usage = (torch.tensor(st.usage) + counts).tolist()
@@ -77,12 +84,28 @@ class SpriteTraining:
             return
         settled = torch.tensor(st.touched) <= clock.step - SETTLE * cfg.reassign_every
         moved = reassign_unused(self, optimizer, torch.tensor(st.usage), self.cfg.reassign_threshold,
-                                self.cfg.reassign_blurred, self.cfg.reassign_duplicate, settled)
+                                self.cfg.reassign_blurred, self.cfg.reassign_duplicate, settled,
+                                redundant=self.cfg.reassign_redundant, selection=torch.tensor(st.selection))
         epoch = round(clock.epochs_done, 2)
         for r in moved:
             st.touched[r.sprite] = st.touched[r.source] = clock.step
             st.reseeds.append([clock.step, epoch, r.sprite, r.source, r.reason])
         st.usage = [[0] * (self.K + int(self.has_empty)) for _ in range(self.L)]
+        st.selection = [[0, 0.0, 0.0] for _ in range(self.K)]
+
+    def _add_selection(self, choice: torch.Tensor, cost: torch.Tensor, second: torch.Tensor | None) -> None:
+        """Per sprite (the front layer's, as the exports count them for one layer): crops chosen,
+        their summed margin to the runner-up and their summed cost."""
+        if second is None:
+            return
+        k = choice[:, -1].cpu()
+        real = k < self.K
+        margin = (second - cost).clamp(min=0).nan_to_num(posinf=0.0).double().cpu()
+        stats = torch.tensor(self.train_state.selection, dtype=torch.float64)
+        stats[:, 0].index_add_(0, k[real], torch.ones(int(real.sum()), dtype=torch.float64))
+        stats[:, 1].index_add_(0, k[real], margin[real])
+        stats[:, 2].index_add_(0, k[real], cost.double().cpu()[real])
+        self.train_state.selection = stats.tolist()
 
     def record(self, clock: Clock, history: dict[str, list], log: Callable[[str], None]) -> dict[str, Any]:
         """The share of each sprite (and the empty one) since the last re-seeding; switches the next
