@@ -431,19 +431,19 @@ class TestRedundantSprites:
         return torch.tensor(rows, dtype=torch.float64)
 
     def test_finds_the_duplicate_and_the_merged_sprite(self):
-        from pipeline.models.sprites.reassign import redundant_sprites
-        why, source = redundant_sprites(self._selection(), 0.1, torch.ones(8, dtype=torch.bool))
-        assert list(why) == [0] and source == 3
-        assert "explained almost as well" in why[0]
+        from pipeline.models.sprites.reassign import redundant_sprites, worst_explained
+        why = redundant_sprites(self._selection(), 0.1, torch.ones(8, dtype=torch.bool))
+        assert list(why) == [0] and "explained almost as well" in why[0]
+        assert int(torch.argmax(worst_explained(self._selection()))) == 3
 
     def test_look_alikes_are_not_duplicates_and_unsettled_sprites_wait(self):
         from pipeline.models.sprites.reassign import redundant_sprites
         # sprite 5 (margin 0.005, a quarter of the median: l against i) is kept at ratio 0.1
         sel = self._selection()
         sel[0, 1] = sel[1, 1] = 1.0         # no duplicates left: margins 0.005 and 0.0048 per crop
-        assert redundant_sprites(sel, 0.1, torch.ones(8, dtype=torch.bool)) == ({}, None)
+        assert redundant_sprites(sel, 0.1, torch.ones(8, dtype=torch.bool)) == {}
         settled = torch.tensor([False, False, True, True, True, True, True, True])
-        assert redundant_sprites(self._selection(), 0.1, settled) == ({}, None)
+        assert redundant_sprites(self._selection(), 0.1, settled) == {}
 
     def test_training_restarts_the_redundant_sprite_from_the_worst(self):
         from pipeline.models.sprites.reassign import reassign_unused
@@ -453,3 +453,44 @@ class TestRedundantSprites:
         moved = reassign_unused(model, opt, usage, threshold=0.2, redundant=0.1, selection=self._selection())
         assert [(r.sprite, r.source) for r in moved] == [(0, 3)]
         assert torch.allclose(model.prototypes[0], model.prototypes[3], atol=1e-3)
+
+    def test_a_rarely_used_sprite_restarts_from_the_worst_not_the_commonest(self):
+        from pipeline.models.sprites.reassign import reassign_unused
+        model, cfg = _model("clustering", size=16, channels=1, sprites=8, transforms=["affine"], curriculum=[])
+        opt = make_optimizer(model, cfg.train)
+        sel = self._selection()
+        sel[0, 1], sel[1, 1] = 200 * 0.01, 210 * 0.01       # no duplicates
+        sel[4] = torch.tensor([2, 2 * 0.02, 2 * 0.0007], dtype=torch.float64)   # sprite 4 is rarely used
+        usage = sel[:, :1].t().long()
+        moved = reassign_unused(model, opt, usage, threshold=0.2, redundant=0.1, selection=sel)
+        assert [(r.sprite, r.source, r.reason) for r in moved] == [(4, 3, "rarely used")]
+        # without the selection statistics, the reference's rule: a copy of the most used sprite (1)
+        moved = reassign_unused(model, opt, usage, threshold=0.2)
+        assert [(r.sprite, r.source) for r in moved] == [(4, 1)]
+
+
+class TestBackgroundPrototypes:
+    def test_border_start_is_the_paper_colour(self):
+        from pipeline.models.base import DataShape
+        from pipeline.models.sprites.model import SpriteModel
+        cfg = config_from_dict({"model": {"sprites": 2, "background_init": "border"}, "ingest": {"size": 16}},
+                               preset="objects")
+        crops = torch.full((20, 3, 16, 16), 200, dtype=torch.uint8)
+        crops[:, :, 4:12, 4:12] = 20                          # a dark motif in the middle of pale paper
+        model = SpriteModel.build(cfg, DataShape(3, 16, 20), crops)
+        assert torch.allclose(model.backgrounds, torch.full_like(model.backgrounds, 200 / 255))
+
+    def test_a_small_background_is_drawn_smooth_at_the_crop_size(self):
+        model, _ = _model("objects", size=16, sprites=2, background_size=4, background_transforms=["color"])
+        assert model.backgrounds.shape == (1, 3, 4, 4)
+        with torch.no_grad():
+            model.backgrounds.copy_(torch.rand(1, 3, 4, 4) * 0.8 + 0.1)
+            drawn = model.render_backgrounds(model.encoder(torch.rand(2, 3, 16, 16)), False)
+        assert drawn.shape == (1, 2, 3, 16, 16)
+        up = torch.nn.functional.interpolate(model.backgrounds.detach(), size=16, mode="bilinear", align_corners=False)
+        assert torch.allclose(drawn[0, 0], up[0], atol=1e-4)   # colour heads start at the identity
+
+    def test_a_background_larger_than_the_crops_is_refused(self):
+        from pipeline.errors import SpritesError
+        with pytest.raises(SpritesError, match="model.background_size = 32 is larger than the crops"):
+            _model("objects", size=16, background_size=32)

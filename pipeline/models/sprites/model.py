@@ -57,6 +57,8 @@ def check_model_config(cfg: ModelConfig, size: int) -> None:
     if size % cfg.selection_downsample:
         raise SpritesError(f"model.selection_downsample = {cfg.selection_downsample} does not divide the crop size ({size} px): "
                            "use 1 or a crop size divisible by it")
+    if cfg.background_size > size:
+        raise SpritesError(f"model.background_size = {cfg.background_size} is larger than the crops ({size} px): lower it or set 0")
     if cfg.sprite_size > size:
         raise SpritesError(f"model.sprite_size = {cfg.sprite_size} is larger than the crops ({size} px): lower it or set 0")
 
@@ -134,10 +136,13 @@ class SpriteModel(SpriteTraining, SpriteRecord, Model):
         torch.manual_seed(cfg.train.seed)
         sample = crops[torch.randperm(crops.shape[0], generator=g)[:100]].float() / 255
         seeds = seed_sprites(crops, cfg.model.sprites, g) if cfg.model.sprite_init == "samples" else None
-        return cls(cfg.model, shape.channels, shape.size, init_images=seeds, mean_image=sample.mean(0))
+        ring = torch.cat([sample[..., 0, :], sample[..., -1, :], sample[..., 1:-1, 0], sample[..., 1:-1, -1]], -1)
+        return cls(cfg.model, shape.channels, shape.size, init_images=seeds, mean_image=sample.mean(0),
+                   border_colour=ring.transpose(0, 1).flatten(1).median(1).values)
 
     def __init__(self, cfg: ModelConfig, channels: int, size: int,
-                 init_images: torch.Tensor | None = None, mean_image: torch.Tensor | None = None):
+                 init_images: torch.Tensor | None = None, mean_image: torch.Tensor | None = None,
+                 border_colour: torch.Tensor | None = None):
         super().__init__()
         check_model_config(cfg, size)
         self.cfg, self.C, self.H = cfg, channels, size
@@ -166,10 +171,13 @@ class SpriteModel(SpriteTraining, SpriteRecord, Model):
         else:
             self.register_parameter("masks", None)
         if self.M:
+            b = cfg.background_size or size     # drawn up to the crop size by the background's warp
             if cfg.background_init == "mean" and mean_image is not None:
-                bkg = mean_image.float().expand(self.M, channels, size, size).clone()
+                bkg = _area_resize(mean_image.float()[None], b).expand(self.M, channels, b, b).clone()
+            elif cfg.background_init == "border" and border_colour is not None:
+                bkg = border_colour.float().view(1, channels, 1, 1).expand(self.M, channels, b, b).clone()
             else:
-                bkg = torch.full((self.M, channels, size, size), 0.5)
+                bkg = torch.full((self.M, channels, b, b), 0.5)
             self.backgrounds = nn.Parameter(bkg)
         else:
             self.register_parameter("backgrounds", None)

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 
 from pipeline.models.sprites.transforms import soft_clamp
 
-__all__ = ["Reseed", "mask_blur", "mask_overlap", "reassign_unused", "redundant_sprites", "restart_sprite"]
+__all__ = ["Reseed", "mask_blur", "mask_overlap", "reassign_unused", "redundant_sprites", "restart_sprite",
+           "worst_explained"]
 
 NOISE = 1e-4
 VISIBLE = 0.5   # a sprite whose mask never reaches this opacity draws nothing
@@ -104,26 +105,31 @@ def _duplicates(model, counts: torch.Tensor, overlap: float, settled: torch.Tens
     return twins
 
 
-def redundant_sprites(selection: torch.Tensor, ratio: float, settled: torch.Tensor) -> tuple[dict[int, str], int | None]:
+def redundant_sprites(selection: torch.Tensor, ratio: float, settled: torch.Tensor) -> dict[int, str]:
     """selection (K, 3): per sprite the crops it explained since the last check, their summed margin
     to the runner-up and their summed cost. A sprite whose crops would cost almost as little with
     their runner-up (mean margin below `ratio` × the median sprite's) is redundant: one letter drawn
-    by two sprites. Returns {sprite: why} for the settled redundant ones (at most one), and the
-    sprite worst at its crops (the highest mean cost: the one most likely to draw two shapes), the
-    source the redundant one restarts from."""
-    n, margin, cost = selection[:, 0], selection[:, 1], selection[:, 2]
+    by two sprites. Returns {sprite: why} for the settled redundant one with the lowest margin."""
+    n, margin = selection[:, 0], selection[:, 1]
     used = n > 0
     if used.sum() < 3:
-        return {}, None
+        return {}
     mean_margin = torch.where(used, margin / n.clamp(min=1), torch.full_like(margin, math.inf))
-    mean_cost = torch.where(used & (n >= n[used].median() / 4), cost / n.clamp(min=1), torch.full_like(cost, -1.0))
     median = float(mean_margin[used].median())
-    worst = int(torch.argmax(mean_cost))
     low = torch.where(settled & used, mean_margin, torch.full_like(mean_margin, math.inf))
     k = int(torch.argmin(low))
-    if not math.isfinite(float(low[k])) or float(low[k]) >= ratio * median or k == worst:
-        return {}, None
-    return {k: f"its crops were explained almost as well by another sprite (margin {float(low[k]) / median:.2f}× the median)"}, worst
+    if not math.isfinite(float(low[k])) or float(low[k]) >= ratio * median:
+        return {}
+    return {k: f"its crops were explained almost as well by another sprite (margin {float(low[k]) / median:.2f}× the median)"}
+
+
+def worst_explained(selection: torch.Tensor) -> torch.Tensor:
+    """(K,) the mean cost of each sprite's crops since the last check (−1 for a sprite with fewer
+    than a quarter of the median sprite's crops): the highest marks the sprite most likely to draw
+    two shapes, the best source of a re-seeded sprite when frequencies are unequal."""
+    n, cost = selection[:, 0], selection[:, 2]
+    enough = n >= max(1.0, float(n[n > 0].median()) / 4) if (n > 0).any() else n > 0
+    return torch.where(enough, cost / n.clamp(min=1), torch.full_like(cost, -1.0))
 
 
 def reassign_unused(model, optimizer: torch.optim.Optimizer, usage: torch.Tensor, threshold: float,
@@ -135,7 +141,9 @@ def reassign_unused(model, optimizer: torch.optim.Optimizer, usage: torch.Tensor
     `duplicate` > 0 also re-seeds the less used of two sprites whose mask_overlap is at least that,
     among the `settled` ones (K,) bool (default all); `redundant` > 0 also re-seeds a sprite whose
     crops' margin to their runner-up is below that fraction of the median sprite's (`selection`,
-    see redundant_sprites), from the sprite worst at its crops. Returns the re-seedings made."""
+    see redundant_sprites), and then every re-seeded sprite restarts from the sprite worst at its
+    crops (worst_explained) instead of the most used one, which with unequal frequencies is the
+    commonest letter, copied again and again. Returns the re-seedings made."""
     K = model.K
     counts = usage[:, :K].sum(0).double()          # (K,) over layers; the empty sprite is not a sprite
     if counts.sum() == 0:
@@ -145,12 +153,10 @@ def reassign_unused(model, optimizer: torch.optim.Optimizer, usage: torch.Tensor
     if model.has_empty:  # relative to the most used sprite, since many layers may be empty
         share = counts / counts.max()
     why = {k: "rarely used" for k in range(K) if share[k] < threshold / K}
-    sources: dict[int, int] = {}
-    if redundant > 0 and selection is not None:
-        found, worst = redundant_sprites(selection, redundant, settled)
-        for k, reason in found.items():
-            if k not in why:
-                why[k], sources[k] = reason, worst
+    by_error = redundant > 0 and selection is not None
+    if by_error:
+        for k, reason in redundant_sprites(selection, redundant, settled).items():
+            why.setdefault(k, reason)
     twins = {}
     if model.masks is not None:
         visible = soft_clamp(model.masks.detach()).flatten(1).amax(1) >= VISIBLE
@@ -165,20 +171,20 @@ def reassign_unused(model, optimizer: torch.optim.Optimizer, usage: torch.Tensor
             for k, twin in twins.items():
                 why.setdefault(k, f"it drew the same shape as sprite {twin}")
     moved = []
-    counts = counts.clone()
+    score = worst_explained(selection) if by_error else counts.clone()    # the higher, the better a source
     for k in sorted(why):
         # the twin of a duplicate is not a source: its copy would be the same duplicate again
-        others = counts.clone()
+        others = score.clone()
         others[k] = -1
         if k in twins:
             others[twins[k]] = -1
-        src = sources.get(k, int(torch.argmax(others)))
-        if k not in sources and (others[src] < 0 or counts[src] < counts[k]):
+        src = int(torch.argmax(others))
+        if others[src] < 0 or (not by_error and counts[src] < counts[k]):
             continue
         restart_sprite(model, optimizer, k, src)
         # the copy will take about half its source's images: a second copy in this check comes
-        # from another sprite unless this one is still twice as used (no triplets of one sprite)
-        counts[src] /= 2
-        counts[k] = -1      # a copy made in this check is not a source in it
+        # from another sprite unless this one still stands twice as high (no triplets of one sprite)
+        score[src] /= 2
+        score[k] = -1      # a copy made in this check is not a source in it
         moved.append(Reseed(k, src, why[k]))
     return moved
