@@ -15,7 +15,7 @@ import h5py
 
 from pipeline.core.store import string_dataset, write_stage
 from pipeline.report.build import (clean_leftovers, report_data, reusable_thumbs, swap, template_inputs, thumbs_key,
-                                   write_bank_and_sample, write_exports, write_thumbs)
+                                   write_bank_and_sample, write_exports, write_snapshots, write_thumbs)
 from pipeline.report.provenance import read_provenance, write_page_thumbs
 from pipeline.report.render import environment, render_report
 
@@ -51,7 +51,8 @@ def run(ctx) -> None:
             sample = write_bank_and_sample(tmp / "img", ing, dec, model, ctx.config.report.reconstructions)
             provenance = read_provenance(ing)
             write_page_thumbs(ing, tmp, provenance)
-            data = report_data(ctx, ing, dec, tr, model, dict(tr.attrs), sample, exports, provenance)
+            snapshots = write_snapshots(tmp / "img", tr)
+            data = report_data(ctx, ing, dec, tr, model, dict(tr.attrs), sample, exports, provenance, snapshots)
         pages = render_report(environment(project.root), tmp, report_dir, data, progress=ctx.progress)
         if reuse:
             for name in ("crops", "recon", "aligned", "thumbs.json"):

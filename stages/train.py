@@ -4,7 +4,8 @@ train.h5: `model/` (weights, HDF5 datasets), `history/{step,epoch,loss,seconds,â
 its own, e.g. `usage`), attrs `kind`, `channels`, `size`, `crops`, `steps`, `epochs_done`,
 `seconds` (all runs), `device`, `threads`, the kind's own (`reseeded`, `reseeds_json` for sprites),
 `restarts_json` (with `train.fill_budget = restarts`: every run's seed, epochs, steps, minutes,
-losses and which was kept; history and weights are the kept run's), plus the stage attributes. While training, `cache/train.checkpoint.h5` holds the latest checkpoint (same
+losses and which was kept; history and weights are the kept run's), the kind's arrays (sprites:
+`snapshots/*`, the prototypes at each tenth of the schedule), plus the stage attributes. While training, `cache/train.checkpoint.h5` holds the latest checkpoint (same
 fingerprint â†’ resume).
 """
 
@@ -54,6 +55,8 @@ def run(ctx) -> None:
                         "threads": threads, "crops": shape.count, **extra})
         if run.restarts:
             f.attrs["restarts_json"] = json.dumps([asdict(r) for r in run.restarts])
+        for name, array in run.arrays.items():   # e.g. snapshots/* of the prototypes as they formed
+            f.create_dataset(name, data=array)
     (ctx.project.cache_dir / "train.checkpoint.h5").unlink(missing_ok=True)
     final = state.history["loss"][-1] if state.history["loss"] else float("nan")
     note = f", {extra['training_note']}" if "training_note" in extra else ""

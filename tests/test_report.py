@@ -191,3 +191,14 @@ def test_index_lists_the_reseedings(glyphs, tmp_path):
     rows = re.findall(r"<tr><td>([\d.]+)</td><td><a href=\"sprites/sprite_(\d+).html\">Sprite \d+</a></td>"
                       r"<td><a href=\"sprites/sprite_(\d+).html\">Sprite \d+</a></td><td>([^<]+)</td></tr>", text)
     assert rows == [("2.5", "001", "000", "rarely used"), ("6.25", "002", "000", "it drew the same shape as sprite 1")]
+
+
+def test_index_shows_how_the_sprites_formed(glyphs):
+    with h5py.File(glyphs.stage_path("train"), "r") as f:
+        epochs = f["snapshots/epoch"][()]
+        K = f["snapshots/colours"].shape[1]
+    assert len(epochs) >= 1 and np.all(np.diff(epochs) > 0)
+    text = (glyphs.report_dir / "index.html").read_text(encoding="utf-8")
+    assert f"How the sprites formed: {len(epochs)} pictures" in text
+    shots = re.findall(r'src="(img/snapshots/s\d\d_sprite_\d{3}\.png)"', text)
+    assert len(shots) == len(epochs) * K and all((glyphs.report_dir / s).is_file() for s in shots)

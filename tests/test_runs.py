@@ -33,7 +33,11 @@ def _crops(n=48, seed=0):
     return (torch.rand(n, 1, 16, 16, generator=g) * 255).to(torch.uint8)
 
 
-def test_stretch_trains_until_the_budget_and_follows_the_clock():
+def test_stretch_trains_until_the_budget_and_follows_the_clock(monkeypatch):
+    import types
+    from pipeline.models import fit as fit_module
+    ticks = iter(range(10**6))     # a clock that moves 0.1 s at each reading: the same run on any machine
+    monkeypatch.setattr(fit_module, "time", types.SimpleNamespace(monotonic=lambda: next(ticks) * 0.1))
     cfg = _cfg(epochs=1, minutes=0.05, milestones=[0.5])
     crops = _crops()
     model = SpriteModel(cfg.model, 1, 16)

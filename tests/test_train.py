@@ -2,6 +2,8 @@
 
 import copy
 
+import numpy as np
+
 import h5py
 import pytest
 import torch
@@ -120,3 +122,14 @@ def test_no_reseeding_after_the_last_milestone():
     cfg.train.milestones = [2]
     state = fit(model, crops, cfg.train, opt, TrainState(), torch.device("cpu"), progress=False)
     assert state.step == 24 and [r[0] for r in model.train_state.reseeds] == [1]
+
+
+def test_snapshots_follow_the_schedule_and_end_with_the_trained_sprites():
+    cfg, crops, model, opt = _setup(epochs=20)
+    fit(model, crops, cfg.train, opt, TrainState(), torch.device("cpu"), progress=False)
+    arrays = model.training_arrays()
+    epochs = arrays["snapshots/epoch"]
+    assert len(epochs) == 11 and np.all(np.diff(epochs) > 0) and epochs[-1] == 20   # a tenth each, and the end
+    assert arrays["snapshots/colours"].shape == (11, 3, 1, 16, 16) and arrays["snapshots/colours"].dtype == np.uint8
+    assert np.array_equal(arrays["snapshots/colours"][-1], model.prototype_bank().colours)
+    assert not np.array_equal(arrays["snapshots/colours"][0], arrays["snapshots/colours"][-1])

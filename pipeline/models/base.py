@@ -31,8 +31,11 @@ with a transparency mask for DTI-Sprites, an opaque prototype for DTI-Clustering
   short values for the progress bar.
 * **training state** — `training_state()`: the kind's own state besides its weights (counters,
   schedules), as plain JSON-able data, saved in every checkpoint and handed back to
-  `start_training` so that an interrupted run resumes exactly; `training_attrs()`: attributes for `train.h5` (e.g.
-  `reseeds_json`, read by the report).
+  `start_training` so that an interrupted run resumes exactly (numpy arrays allowed);
+  `training_attrs()`: attributes for `train.h5` (e.g. `reseeds_json`, read by the report);
+  `training_arrays()`: datasets for `train.h5` — from `snapshots/epoch` (n,), `snapshots/colours`
+  (n, K, C, s, s), `snapshots/masks` (n, K, 1, s, s) and `snapshots/backgrounds` (n, M, C, b, b)
+  uint8 the report shows how the prototypes formed.
 * **weights** — `state_dict()` / `load_state_dict()` (nn.Module's own): named tensors, written as
   HDF5 datasets by `pipeline.models.state_io` (never pickles).
 * **decompose** — `decompose_batch(x)` → one `Record`, the same fields for every kind (below).
@@ -166,6 +169,9 @@ class Model(nn.Module):
         return {}
 
     def training_attrs(self) -> dict[str, Any]:
+        return {}
+
+    def training_arrays(self) -> dict[str, np.ndarray]:
         return {}
 
     # ---------------------------------------------------------------------------- inference

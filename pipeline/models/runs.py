@@ -57,6 +57,7 @@ class TrainedRun:
     model: Model
     state: TrainState
     attrs: dict            # the kept run's `training_attrs()`
+    arrays: dict           # the kept run's `training_arrays()`
     restarts: list[Restart]
 
 
@@ -80,9 +81,12 @@ def _final_loss(state: TrainState) -> float:
 
 def _save_best(path: Path, fingerprint: str, done: list[Restart], best: int, weights: dict, state: TrainState,
                attrs: dict) -> None:
+    attrs = dict(attrs)
+    arrays = attrs.pop("arrays", {})
     with write_atomic_h5(path) as f:
         save_tree(f.create_group("model"), weights)
         save_tree(f.create_group("state"), dataclasses.asdict(state))
+        save_tree(f.create_group("arrays"), arrays)
         f.attrs.update({"fingerprint": fingerprint, "restarts_json": json.dumps([dataclasses.asdict(r) for r in done]),
                         "best": best, "attrs_json": json.dumps(attrs)})
 
@@ -94,7 +98,7 @@ def _load_best(path: Path, fingerprint: str, device):
                 return None
             done = [Restart(**r) for r in json.loads(f.attrs["restarts_json"])]
             return done, int(f.attrs["best"]), load_tree(f["model"], device), TrainState(**load_tree(f["state"])), \
-                json.loads(f.attrs["attrs_json"])
+                {**json.loads(f.attrs["attrs_json"]), "arrays": load_tree(f["arrays"])}
     except (OSError, KeyError, TypeError, ValueError):
         return None
 
@@ -133,14 +137,15 @@ def train_runs(cfg: Config, crops: torch.Tensor, shape: DataShape, device, cache
                     save=lambda s: save_checkpoint(checkpoint, model, optimizer, s, tag),
                     progress=progress, log=log, stretch=mode == "stretch")
         if mode != "restarts":
-            return TrainedRun(model, state, model.training_attrs(), [])
+            return TrainedRun(model, state, model.training_attrs(), model.training_arrays(), [])
         run = Restart(train.seed, state.epoch, state.step, state.elapsed / 60, _final_loss(state),
                       reconstruction_loss(model, crops, device))
         done.append(run)
         log(f"train: run {r + 1} (seed {train.seed}): {run.epochs} epochs in {run.minutes:.1f} min, "
             f"reconstruction loss {run.loss:.5f}")
         if best is None or run.loss < done[best[0]].loss:
-            best = (r, copy.deepcopy(model.state_dict()), state, model.training_attrs())
+            best = (r, copy.deepcopy(model.state_dict()), state, {**model.training_attrs(),
+                                                                  "arrays": model.training_arrays()})
         complete = state.epoch >= train.epochs
         shortest = min(x.minutes for x in done if x.epochs >= cfg.train.epochs) if complete else math.inf
         if not complete or cfg.train.minutes - sum(x.minutes for x in done) < shortest:
@@ -153,4 +158,5 @@ def train_runs(cfg: Config, crops: torch.Tensor, shape: DataShape, device, cache
     best_path.unlink(missing_ok=True)
     if len(done) > 1:
         log(f"train: kept run {index + 1} of {len(done)} (seed {done[index].seed}), the lowest reconstruction loss")
-    return TrainedRun(model, state, attrs, done)
+    arrays = attrs.pop("arrays", {})
+    return TrainedRun(model, state, attrs, arrays, done)

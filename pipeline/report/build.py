@@ -31,7 +31,7 @@ from pipeline.core.sample import spread_ids
 from pipeline.report.thumbs import rgba, sample_pictures, sprite_bank, to_hwc, write_png
 
 __all__ = ["THUMBS_VERSION", "crop_name", "template_inputs", "clean_leftovers", "thumbs_key", "reusable_thumbs",
-           "write_thumbs", "swap", "write_exports", "write_bank_and_sample", "report_data"]
+           "write_thumbs", "swap", "write_exports", "write_bank_and_sample", "write_snapshots", "report_data"]
 
 THUMBS_VERSION = 1   # bump when the thumbnails' pixels change
 _CHUNK = 512         # crops per streaming step
@@ -147,6 +147,31 @@ def write_exports(ctx, ing, dec, model: dict) -> list[str]:
     return written + [f"sprites/{s}" for s in write_sprite_pngs(exports / "sprites", colours, masks, backgrounds)]
 
 
+def write_snapshots(img: Path, tr) -> list[dict]:
+    """img/snapshots/*.png: the prototypes as they formed during training (train.h5 snapshots/*),
+    one row per snapshot: {"epoch", "sprites": [png paths], "backgrounds": [png paths]}."""
+    if "snapshots" not in tr:
+        return []
+    shots = tr["snapshots"]
+    colours = shots["colours"][()]
+    masks = shots["masks"][()] if "masks" in shots else None
+    backgrounds = shots["backgrounds"][()] if "backgrounds" in shots else None
+    (img / "snapshots").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, epoch in enumerate(shots["epoch"][()].tolist()):
+        row = {"epoch": epoch, "sprites": [], "backgrounds": []}
+        for k in range(colours.shape[1]):
+            name = f"img/snapshots/s{i:02d}_sprite_{k:03d}.png"
+            write_png(img.parent / name, rgba(colours[i, k], None if masks is None else masks[i, k]))
+            row["sprites"].append(name)
+        for m in range(0 if backgrounds is None else backgrounds.shape[1]):
+            name = f"img/snapshots/s{i:02d}_background_{m}.png"
+            write_png(img.parent / name, rgba(backgrounds[i, m], None))
+            row["backgrounds"].append(name)
+        rows.append(row)
+    return rows
+
+
 def write_bank_and_sample(img: Path, ing, dec, model: dict, count: int) -> list[dict]:
     """img/sprites/*.png (the sprite bank) and img/sample/* (the reconstructions page's pictures:
     `count` of the crops whose layers decompose kept)."""
@@ -202,7 +227,8 @@ def _plural(count: int, word: str) -> str:
     return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
-def report_data(ctx, ing, dec, tr, model: dict, train_attrs, sample, exports, provenance) -> ReportData:
+def report_data(ctx, ing, dec, tr, model: dict, train_attrs, sample, exports, provenance,
+                snapshots: list[dict] | None = None) -> ReportData:
     cfg, n = ctx.config, ing["crops"].shape[0]
     front = dec["front"][()]
     error = dec["error"][()]
@@ -252,6 +278,6 @@ def report_data(ctx, ing, dec, tr, model: dict, train_attrs, sample, exports, pr
         + [{"path": "sprites/", "description": "the sprites (RGBA PNG) and background prototypes"}],
         reseeds=[{"epoch": epoch, "sprite": k, "source": src, "reason": why}
                  for _, epoch, k, src, why in json.loads(train_attrs.get("reseeds_json", "[]"))],
-        restarts=json.loads(train_attrs.get("restarts_json", "[]")))
+        restarts=json.loads(train_attrs.get("restarts_json", "[]")), snapshots=snapshots or [])
 
 

@@ -198,6 +198,7 @@ class ReportData:
     exports: list[dict] = field(default_factory=list)  # {"path" (under exports/), "description"}
     reseeds: list[dict] = field(default_factory=list)  # {"epoch", "sprite", "source", "reason"} in order
     restarts: list[dict] = field(default_factory=list)  # train.fill_budget = restarts: every run (runs.Restart)
+    snapshots: list[dict] = field(default_factory=list)  # the prototypes as they formed: {"epoch", "sprites", "backgrounds"}
 
 
 def gallery_order(front: np.ndarray, error: np.ndarray) -> np.ndarray:
@@ -358,7 +359,7 @@ def _index(env, out: Path, final: Path, d: ReportData) -> None:
                facts=[{"label": a, "value": b} for a, b in d.facts], config_text=d.config_text,
                reseeds=[{**r, "href": f"sprites/{page_name(r['sprite'], 1)}",
                          "source_href": f"sprites/{page_name(r['source'], 1)}"} for r in d.reseeds],
-               restarts=d.restarts,
+               restarts=d.restarts, snapshots=d.snapshots, snap_size=display_size(d.sprite_size, 40),
                skipped=[{"source": s, "reason": r} for s, r in d.skipped], exports=exports)
 
 

@@ -19,6 +19,7 @@ __all__ = ["SpriteTraining", "SpriteTrainState", "SETTLE", "PLATEAU"]
 
 SETTLE = 20    # re-seeding checks before a re-seeded sprite and its source may be judged duplicates
 PLATEAU = 0.01  # relative loss improvement over a patience window below which the loss has plateaued
+SNAPSHOTS = 10  # pictures of the sprites kept over a schedule (and one at its start)
 
 
 @dataclass
@@ -32,6 +33,8 @@ class SpriteTrainState:
     curriculum_early: int = 0       # how many the loss plateaus switched on (model.curriculum_patience)
     frozen: bool = False            # whether the sprites were frozen at the last step
     selection: list = field(default_factory=list)    # (K, 3) crops, summed margin, summed cost since the last check
+    snapshots: list = field(default_factory=list)    # [epoch, colours, masks or None, backgrounds or None] (uint8)
+    progress: float = 0.0           # epochs done at the last record point
 
 
 class SpriteTraining:
@@ -111,7 +114,11 @@ class SpriteTraining:
         """The share of each sprite (and the empty one) since the last re-seeding; switches the next
         transformation of the curriculum on early when the loss has plateaued."""
         st = self.train_state
+        st.progress = clock.epochs_done
         usage = np.array(st.usage, dtype=np.float64).sum(0)
+        if clock.progress / max(self.train_cfg.epochs, 1e-9) * SNAPSHOTS >= len(st.snapshots):
+            bank = self.prototype_bank()   # how the sprites form: one picture per tenth of the schedule (labelled by epochs done)
+            st.snapshots.append([round(clock.epochs_done, 2), bank.colours, bank.masks, bank.backgrounds])
         if self._plateau(clock, history):
             st.curriculum_early = st.curriculum_on + 1
             log(f"\ntrain: the loss stopped improving at epoch {clock.progress:.1f}: switching on "
@@ -126,6 +133,22 @@ class SpriteTraining:
         n = len(self.train_state.reseeds)
         return {"reseeded": n, "reseeds_json": json.dumps(self.train_state.reseeds),
                 "training_note": f"{n} sprites re-seeded"}
+
+    def training_arrays(self) -> dict[str, np.ndarray]:
+        """snapshots/*: the sprites at every tenth of the schedule, and as training left them."""
+        st = self.train_state
+        shots = list(st.snapshots)
+        if not shots:
+            return {}
+        if round(st.progress, 2) > shots[-1][0]:
+            bank = self.prototype_bank()
+            shots.append([round(st.progress, 2), bank.colours, bank.masks, bank.backgrounds])
+        out = {"snapshots/epoch": np.array([s[0] for s in shots], dtype=np.float64),
+               "snapshots/colours": np.stack([s[1] for s in shots])}
+        for i, name in ((2, "masks"), (3, "backgrounds")):
+            if shots[0][i] is not None:
+                out[f"snapshots/{name}"] = np.stack([s[i] for s in shots])
+        return out
 
     def _plateau(self, clock: Clock, history: dict[str, list]) -> bool:
         """Whether the next transformation of the curriculum should switch on early: the mean loss of
