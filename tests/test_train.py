@@ -2,9 +2,8 @@
 
 import copy
 
-import numpy as np
-
 import h5py
+import numpy as np
 import pytest
 import torch
 
