@@ -494,3 +494,15 @@ class TestBackgroundPrototypes:
         from pipeline.errors import SpritesError
         with pytest.raises(SpritesError, match="model.background_size = 32 is larger than the crops"):
             _model("objects", size=16, background_size=32)
+
+
+def test_mask_penalty_adds_the_mean_opacity_to_the_loss():
+    base, _ = _model("objects", sprites=3, mask_noise=0.0)
+    pen, _ = _model("objects", sprites=3, mask_noise=0.0, mask_penalty=0.01)
+    pen.load_state_dict(base.state_dict())
+    x = torch.rand(4, 3, 16, 16)
+    loss0, choice, bkg = base(x)
+    loss1, _, _ = pen(x)
+    features = base.encoder(x)
+    _, alphas, _ = base.render_chosen(features, choice, torch.zeros_like(choice), True, None, False)
+    assert loss1.item() == pytest.approx(loss0.item() + 0.01 * alphas.mean().item(), rel=1e-5)

@@ -108,6 +108,7 @@ class ModelConfig:
     mask_init_elongation: float = option(1.0, "1 = round initial masks (the paper); above 1 each starts this many times longer than wide (std ratio along / across), mask k turned k · 180°/K, so that sprites can take the shapes of a collection seen at every orientation (e.g. 1.25)", low=1)
     background_init: str = option("mean", "background initialisation: mean image, constant 0.5, or border = the crops' border colour (the median of their outer ring: the paper or ground without the motif)", choices=("mean", "constant", "border"))
     background_size: int = option(0, "side in px of the background prototypes, drawn smooth up to the crop size (0 = the crop size): a small side keeps the background to what varies slowly (paper tone, stains, light), so that it cannot learn the motif", low=0, added=True)
+    mask_penalty: float = option(0.0, "cost added to the training loss per unit of the chosen sprites' mean opacity (0 = none): where a sprite and the background draw the paper equally well the mask then gives way to the background, so that masks keep to the motif's silhouette", low=0, added=True)
     mask_noise: float = option(0.4, "uniform noise amplitude added to masks during training", low=0)
     reassign_threshold: float = option(0.2, "re-seed a sprite used by fewer than threshold / K of the images", low=0)
     reassign_blurred: float = option(0.0, "also re-seed the blurriest sprite when its mask is this many times blurrier than the median sprite's (0 = never): a blob that explains no shape of its own", low=0)

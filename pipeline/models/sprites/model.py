@@ -442,6 +442,8 @@ class SpriteModel(SpriteTraining, SpriteRecord, Model):
         background = backgrounds[bkg_choice, torch.arange(x.shape[0])] if backgrounds is not None else None
         recon = composite(layers, alphas, self.occlusion(features), background)
         loss = ((recon - x) ** 2).mean()
+        if self.cfg.mask_penalty > 0 and self.masks is not None:   # ours: masks give way where they add nothing
+            loss = loss + self.cfg.mask_penalty * alphas.mean()
         if stats:
             return loss, choice, bkg_choice, (cost, second)
         return loss, choice, bkg_choice
