@@ -405,7 +405,7 @@ def allowed(f: dataclasses.Field) -> str:
 
 
 def config_reference() -> str:
-    """The Markdown tables of every key (README's "Configuration reference"; a test keeps them in sync)."""
+    """The Markdown tables of every key (docs/configuration.md; a test keeps them in sync)."""
     cfg, out = Config(), []
     for section, cls in sections().items():
         title = f"**[{section}]**" + (f" (when `model.kind = \"{section}\"`)" if section not in SECTIONS else "")
@@ -413,3 +413,19 @@ def config_reference() -> str:
         for f in dataclasses.fields(cls):
             out.append(f"| `{section}.{f.name}` | `{_toml_value(getattr(getattr(cfg, section), f.name))}` | {allowed(f)} | {f.metadata['help']} |")
     return "\n".join(out).strip()
+
+
+CONFIGURATION_PAGE_INTRO = """# Configuration reference
+
+Every key, its default (before the preset), the values it accepts, and what it does. Presets change
+some defaults: `sprites init` writes the resolved values into `sprites.toml`. A value outside its
+range is refused with a one-line message naming the key.
+
+This page is generated from the code (`pipeline.core.config.write_config_reference()`); a test keeps
+it current.
+"""
+
+
+def write_config_reference(path: str | Path = "docs/configuration.md") -> None:
+    """Regenerate the configuration page from the keys' metadata."""
+    Path(path).write_text(CONFIGURATION_PAGE_INTRO + "\n" + config_reference() + "\n", encoding="utf-8")
