@@ -200,6 +200,33 @@ def bench_speed(preset, threads, batch, steps, warmup, decompose_steps, variants
         _fail(e)
 
 
+@bench.command("layers")
+@click.option("--threads", type=int, default=0, show_default=True, help="torch threads (0 = torch's default)")
+@click.option("--batch", type=int, default=32, show_default=True, help="training batch size")
+@click.option("--steps", type=int, default=3, show_default=True, help="timed iterations (the median is reported)")
+@click.option("--warmup", type=int, default=1, show_default=True, help="untimed iterations first")
+@click.option("--layers", "layers", default="1,2,3,4,6,8,10", show_default=True, help="comma-separated numbers of layers")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also save the results to this JSON file")
+def bench_layers(threads, batch, steps, warmup, layers, json_path):
+    """Training-step time against the number of layers L, per selection: exhaustive, greedy, predicted.
+
+    64×64 RGB, K = 6 sprites + the empty sprite, batch 32: the deep-sprites paper's comparison
+    (predicted selection grows linearly with L, min-loss selection faster).
+    """
+    from pipeline.evaluation.bench import write_json
+    from pipeline.evaluation.scaling import layers_bench
+    try:
+        try:
+            counts = tuple(int(v) for v in layers.split(","))
+        except ValueError:
+            raise SpritesError(f"--layers {layers!r}: give comma-separated whole numbers, e.g. 1,2,4,8") from None
+        result = layers_bench(counts, threads=threads, batch=batch, steps=steps, warmup=warmup, log=click.echo)
+        if json_path:
+            click.echo(f"wrote {write_json(json_path, result)}")
+    except SpritesError as e:
+        _fail(e)
+
+
 @bench.command("quality")
 @click.argument("name")
 @click.option("--minutes", type=float, help="training budget (default: glyphs 5, digits 5, letters 10, coins 10, ornaments 10, tetrominoes 30, multi-dsprites 45)")

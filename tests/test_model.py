@@ -497,7 +497,7 @@ class TestBackgroundPrototypes:
 
 
 def test_mask_penalty_adds_the_mean_opacity_to_the_loss():
-    base, _ = _model("objects", sprites=3, mask_noise=0.0)
+    base, _ = _model("objects", sprites=3, mask_noise=0.0, mask_penalty=0.0)
     pen, _ = _model("objects", sprites=3, mask_noise=0.0, mask_penalty=0.01)
     pen.load_state_dict(base.state_dict())
     x = torch.rand(4, 3, 16, 16)

@@ -96,7 +96,8 @@ class ModelConfig:
     tps_grid: int = option(4, "thin-plate-spline control grid side", low=2, high=16)
     morpho_kernel: int = option(3, "morphological kernel side", low=1, high=15)
     occlusion: str = option("fixed", "layer order: fixed (later layers in front) or predicted per image", choices=("fixed", "predicted"))
-    selection: str = option("auto", "sprite choice per layer: exhaustive, greedy, or auto (exhaustive when K^L is small)", choices=("auto", "exhaustive", "greedy"))
+    generator: str = option("pixels", "how sprites and backgrounds are drawn: pixels (learned directly, DTI-Sprites) or mlp (decoded from a learned latent per sprite by networks shared by all sprites, the deep-sprites paper)", choices=("pixels", "mlp"), added=True)
+    selection: str = option("auto", "sprite choice per layer: exhaustive (every combination), greedy (layer by layer), auto (exhaustive when K^L is small), or predicted (a linear head on the encoder's features gives each layer's sprite probabilities, the deep-sprites paper: its cost grows linearly with L)", choices=("auto", "exhaustive", "greedy", "predicted"))
     greedy_iterations: int = option(1, "sweeps of the greedy selection", low=1)
     selection_downsample: int = option(1, "training only: candidates are rendered and compared at the crop size divided by this (1 = full size, as the paper; 2 = half, several times faster with many candidates); the chosen sprites are always rendered at full size for the loss, and decompose always selects at full size", choices=(1, 2, 4))
     rotations: int = option(1, "turns of each sprite tried by the selection, evenly spaced: 1 = none, 2 = a half-turn, 4 = every quarter-turn, 8 = every 45° (the odd ones resampled); the predicted transformations refine the best (ours: shapes seen at every orientation then keep their outline instead of turning round)", choices=(1, 2, 4, 8))
@@ -114,6 +115,13 @@ class ModelConfig:
     reassign_blurred: float = option(0.0, "also re-seed the blurriest sprite when its mask is this many times blurrier than the median sprite's (0 = never): a blob that explains no shape of its own", low=0)
     reassign_duplicate: float = option(0.0, "also re-seed the less used of two sharp sprites whose masks overlap this much (intersection over union, best over shifts; 0 = never; 0.8 catches one shape drawn twice, different shapes overlap less): for collections told apart by shape, not texture", low=0, high=1)
     reassign_redundant: float = option(0.0, "also re-seed a sprite whose crops would be explained almost as well by their runner-up (mean margin below this fraction of the median sprite's; 0 = never), restarting it from the sprite worst at its crops: one shape drawn by two sprites while two others share one (clustering; costs a runner-up per crop in training)", low=0, high=1, added=True)
+    tau: float = option(1.0, "predicted selection: Gumbel-softmax temperature (the start of the learned one with learn_tau)", low=0, above=True, added=True)
+    learn_tau: bool = option(False, "predicted selection: learn the temperature (τ = softplus(θ))", added=True)
+    predicted_loss: str = option("composite", "predicted selection: composite = the error of the image composed of each layer's probability-weighted sprites (the paper's default); expected = the probability-weighted sum of each sprite's error (one layer only)", choices=("composite", "expected"), added=True)
+    freq_weight: float = option(0.0, "predicted selection: weight of L_freq, which penalises sprites used less than freq_threshold / K of the time (plays the part of re-seeding)", low=0, added=True)
+    freq_threshold: float = option(0.2, "predicted selection: L_freq's minimum share, as a fraction of 1 / K (the reference's 0.2 / K)", low=0, high=1, added=True)
+    bin_weight: float = option(0.0, "predicted selection: weight of L_bin = mean 6 p (1 − p), which pushes the probabilities to 0 or 1 (0 while sprites are frozen)", low=0, added=True)
+    empty_weight: float = option(0.0, "predicted selection with an empty sprite: λ_empty, weight of the mean probability of the non-empty sprites over layers, sprites (empty included) and crops; the min-loss selection's model.empty_penalty λ per non-empty sprite corresponds to λ_empty = λ · L · (K + 1)", low=0, added=True)
     padding: str = option("auto", "warp padding: zeros, border, or auto (border for opaque prototypes)", choices=("auto", "zeros", "border"))
 
 

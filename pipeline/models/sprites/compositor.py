@@ -19,6 +19,7 @@ import torch
 
 __all__ = [
     "composite",
+    "composite_premultiplied",
     "fixed_occlusion",
     "harden_occlusion",
     "instance_labels",
@@ -195,10 +196,28 @@ def composite(
         )
     if background is not None and background.shape != (B, C, H, W):
         raise ValueError(f"background must be {(B, C, H, W)}, got {tuple(background.shape)}")
-    w = layer_weights(alphas, occlusion)  # (L + 1, B, 1, H, W)
-    out = (w[1:] * layers).sum(dim=0)  # (B, C, H, W)
+    return composite_premultiplied(alphas * layers, alphas, occlusion, background)
+
+
+def composite_premultiplied(
+    coloured: torch.Tensor,
+    alphas: torch.Tensor,
+    occlusion: torch.Tensor | None = None,
+    background: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`composite` of layers given premultiplied, ``coloured = α · c`` (L, B, C, H, W):
+
+        x̂ = Σ_l T_l · coloured_l  +  [Π_j (1 − α_j)] · bg
+
+    which also composes layers that are probability-weighted mixtures of sprites (the deep-sprites
+    paper's composite: ``coloured_l = Σ_k p_lk α_lk c_lk``, ``α_l = Σ_k p_lk α_lk``).
+    """
+    if coloured.dim() != 5:
+        raise ValueError(f"coloured layers must be (L, B, C, H, W), got {tuple(coloured.shape)}")
+    vis = visibility(alphas, occlusion)  # (L, B, 1, H, W)
+    out = (vis * coloured).sum(dim=0)  # (B, C, H, W)
     if background is not None:
-        out = out + w[0] * background
+        out = out + (1 - alphas).prod(dim=0) * background
     return out
 
 

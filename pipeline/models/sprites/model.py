@@ -4,7 +4,9 @@ K sprites (colour + mask, soft-clamped), optional background prototypes and a fr
 sprite; one encoder; heads predicting, per image, the transformation parameters of every
 (layer, sprite) pair, of every layer and of every background, and for scenes the occlusion matrix.
 Layers are composited back to front (`pipeline.models.sprites.compositor`); which sprite fills each layer is
-chosen by min-loss selection (`pipeline.models.sprites.selection`).
+chosen by min-loss selection (`pipeline.models.sprites.selection`) or predicted by a head
+(`predicted.py`, the deep-sprites paper); the sprites' pixels are parameters or decoded by an MLP
+generator (`generator.py`).
 
 Speed: selection needs every candidate rendered but no gradient, and the min-loss gradient only
 reaches the chosen candidate; so candidates are rendered under `no_grad` and only the chosen
@@ -14,7 +16,6 @@ sprites are rendered again with gradient — the same gradient as back-propagati
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -22,8 +23,11 @@ from torch import nn
 from pipeline.core.config import ModelConfig
 from pipeline.models.base import DataShape, Model
 from pipeline.models.sprites.compositor import composite, fixed_occlusion, occlusion_from_logits
+from pipeline.models.sprites.decomposition import Decomposition, Rendered
 from pipeline.models.sprites.encoder import Encoder
+from pipeline.models.sprites.generator import SpriteImages
 from pipeline.models.sprites.heads import GroupedMLP, SequenceHeads
+from pipeline.models.sprites.predicted import PredictedSelection, SelectionHead, check_predicted
 from pipeline.models.sprites.record import SpriteRecord
 from pipeline.models.sprites.seeding import seed_sprites
 from pipeline.models.sprites.selection import layer_runner_up, select
@@ -61,34 +65,8 @@ def check_model_config(cfg: ModelConfig, size: int) -> None:
         raise SpritesError(f"model.background_size = {cfg.background_size} is larger than the crops ({size} px): lower it or set 0")
     if cfg.sprite_size > size:
         raise SpritesError(f"model.sprite_size = {cfg.sprite_size} is larger than the crops ({size} px): lower it or set 0")
-
-
-@dataclass
-class Rendered:
-    """Every candidate: layers (L, K·R, B, C, H, W), alphas (L, K·R, B, 1, H, W): candidate k·R + r
-    is sprite k turned r · 360°/R (R = model.rotations); the empty sprite, candidate K·R when
-    the model has one, is left to the selection (`select(empty=True)`), not rendered."""
-    layers: torch.Tensor
-    alphas: torch.Tensor
-
-
-@dataclass
-class Decomposition:
-    """What `decompose` returns for a batch."""
-    choice: torch.Tensor        # (B, L) sprite per layer, K = empty
-    turns: torch.Tensor         # (B, L) turns (of 360°/R) of the chosen sprite (0 unless model.rotations > 1)
-    cost: torch.Tensor          # (B,) selection cost (MSE + λ per non-empty sprite)
-    error: torch.Tensor         # (B,) reconstruction MSE
-    margin: torch.Tensor        # (B,) cost of the best alternative minus cost (≥ 0; small = ambiguous)
-    background: torch.Tensor    # (B,) chosen background prototype
-    recon: torch.Tensor         # (B, C, H, W)
-    layers: torch.Tensor        # (L, B, C, H, W) chosen sprites, transformed
-    alphas: torch.Tensor        # (L, B, 1, H, W)
-    backdrop: torch.Tensor      # (B, C, H, W) transformed background (zeros without background)
-    occlusion: torch.Tensor     # (L, L, B) hard occlusion
-    params: dict[str, torch.Tensor]  # name → (B, L, P) chosen sprite's parameters per module
-    runner_up: torch.Tensor | None = None     # (B, L) best other sprite per layer, others fixed (K = empty, −1 = none)
-    layer_cost: torch.Tensor | None = None    # (B, L) the cost with the runner-up (inf = none)
+    if cfg.selection == "predicted":
+        check_predicted(cfg)
 
 
 ELONGATION = 1.25  # initial masks' std ratio x / y with turn candidates (model.rotations > 1)
@@ -117,7 +95,7 @@ def _area_resize(t: torch.Tensor | None, side: int) -> torch.Tensor | None:
     return nn.functional.interpolate(flat, size=(side, side), mode="area").view(*t.shape[:-2], side, side)
 
 
-class SpriteModel(SpriteTraining, SpriteRecord, Model):
+class SpriteModel(SpriteImages, PredictedSelection, SpriteTraining, SpriteRecord, Model):
     """The `sprites` model kind (`pipeline.models.base.Model`)."""
 
     kind = "sprites"
@@ -160,16 +138,16 @@ class SpriteModel(SpriteTraining, SpriteRecord, Model):
                 protos = torch.cat([protos, torch.full((K - protos.shape[0], channels, s, s), 0.5)])
         else:
             protos = torch.full((K, channels, s, s), 0.9)
-        self.prototypes = nn.Parameter(protos.clone())
+        self.transparent = cfg.transparent
+        masks = None
         if cfg.transparent:
             # a round mask looks the same at every quarter-turn: the selection could never tell the
             # turns apart, so with turn candidates the masks start elongated along x (the turns
             # orient them); model.mask_init_elongation > 1 elongates them and turns mask k by k·180°/K
             turned = cfg.mask_init_elongation > 1
             elongation = cfg.mask_init_elongation if turned else (ELONGATION if self.R > 1 else 1.0)
-            self.masks = nn.Parameter(gaussian_masks(K, s, cfg.mask_init_std or s / 5, elongation, turned))
-        else:
-            self.register_parameter("masks", None)
+            masks = gaussian_masks(K, s, cfg.mask_init_std or s / 5, elongation, turned)
+        bkg = None
         if self.M:
             b = cfg.background_size or size     # drawn up to the crop size by the background's warp
             if cfg.background_init == "mean" and mean_image is not None:
@@ -178,9 +156,7 @@ class SpriteModel(SpriteTraining, SpriteRecord, Model):
                 bkg = border_colour.float().view(1, channels, 1, 1).expand(self.M, channels, b, b).clone()
             else:
                 bkg = torch.full((self.M, channels, b, b), 0.5)
-            self.backgrounds = nn.Parameter(bkg)
-        else:
-            self.register_parameter("backgrounds", None)
+        self._init_images(cfg.generator, protos, masks, bkg)
 
         self.encoder = Encoder(channels, size, cfg.encoder_width, cfg.encoder_blocks, cfg.encoder_pool)
         F = self.encoder.features
@@ -192,6 +168,9 @@ class SpriteModel(SpriteTraining, SpriteRecord, Model):
         self.bkg_heads = SequenceHeads(max(self.M, 1), F, self._sizes(self.bkg_seq))
         pairs = L * (L - 1) // 2
         self.occlusion_head = GroupedMLP(1, F, pairs) if cfg.occlusion == "predicted" and pairs else None
+        self.predicted = cfg.selection == "predicted"
+        self.selection_head = (SelectionHead(F, L, K + int(self.has_empty), cfg.tau, cfg.learn_tau)
+                               if self.predicted else None)
         self.padding = cfg.padding if cfg.padding != "auto" else ("zeros" if cfg.transparent else "border")
         self.set_epoch(0)
 
@@ -217,9 +196,6 @@ class SpriteModel(SpriteTraining, SpriteRecord, Model):
     def curriculum_order(self) -> list[str]:
         """The sprite transformations in the order the curriculum switches them on."""
         return [self.sprite_seq[i] for i, _ in self._curriculum()]
-
-    def sprite_parameters(self) -> list[nn.Parameter]:
-        return [p for p in (self.prototypes, self.masks, self.backgrounds) if p is not None]
 
     def head_parameters(self) -> list[nn.Parameter]:
         ids = {id(p) for p in self.sprite_parameters()}
@@ -273,13 +249,14 @@ class SpriteModel(SpriteTraining, SpriteRecord, Model):
     def _sprite_source(self, train: bool) -> torch.Tensor:
         """(K, C[+1[+1]], s, s): soft-clamped colour, raw mask, noise canvas when training; opaque
         prototypes have no mask channel (their alpha is 1 everywhere, border padding included)."""
-        parts = [soft_clamp(self.prototypes)]
+        colours, masks = self.sprite_images()
+        parts = [soft_clamp(colours)]
         K, s = self.K, self.s
-        if self.masks is None:
+        if masks is None:
             return parts[0]
-        parts.append(self.masks)
-        if train and self.cfg.mask_noise > 0 and self.masks is not None:
-            parts.append(self.prototypes.new_ones(K, 1, s, s))
+        parts.append(masks)
+        if train and self.cfg.mask_noise > 0:
+            parts.append(colours.new_ones(K, 1, s, s))
         return torch.cat(parts, dim=1)
 
     def _finish(self, warped: torch.Tensor, noise: torch.Tensor | None,
@@ -287,7 +264,7 @@ class SpriteModel(SpriteTraining, SpriteRecord, Model):
         """warped (..., C', H, W) → colour (..., C, H, W), alpha (..., 1, H, W) with mask noise;
         the warped noise canvas is channel C+1 of `warped` unless given (broadcastable)."""
         rgb = warped[..., :self.C, :, :]
-        if self.masks is None:
+        if not self.transparent:
             return rgb, rgb.new_ones(*rgb.shape[:-3], 1, *rgb.shape[-2:])  # opaque prototypes
         mask = warped[..., self.C:self.C + 1, :, :]
         if noise is not None:
@@ -368,7 +345,7 @@ class SpriteModel(SpriteTraining, SpriteRecord, Model):
         if not self.M:
             return None
         B = features.shape[0]
-        bkg = soft_clamp(self.backgrounds)
+        bkg = soft_clamp(self.background_images())
         if frozen:
             bkg = bkg.detach()
         betas = self.bkg_heads(features)[:len(self.bkg_seq)]                  # (M, B, P) each
@@ -423,9 +400,13 @@ class SpriteModel(SpriteTraining, SpriteRecord, Model):
         and with `stats` also the selection's (cost (B,), runner-up cost (B,)) at its resolution."""
         features = self.encoder(x)
         noise = None
-        if self.training and self.masks is not None and self.cfg.mask_noise > 0:
+        if self.training and self.transparent and self.cfg.mask_noise > 0:
             a = self.cfg.mask_noise
             noise = (torch.rand(self.K, 1, self.H, self.H, device=x.device) * 2 - 1) * a  # shared across layers and batch
+        if self.predicted:
+            loss, choice = self._predicted_loss(x, features, noise, frozen)
+            bkg_choice = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+            return (loss, choice, bkg_choice, (None, None)) if stats else (loss, choice, bkg_choice)
         with torch.no_grad():
             # the choice needs every candidate but no gradient: with selection_downsample = f
             # they are rendered and compared at (H/f)², f² times fewer pixels (image, background
@@ -442,7 +423,7 @@ class SpriteModel(SpriteTraining, SpriteRecord, Model):
         background = backgrounds[bkg_choice, torch.arange(x.shape[0])] if backgrounds is not None else None
         recon = composite(layers, alphas, self.occlusion(features), background)
         loss = ((recon - x) ** 2).mean()
-        if self.cfg.mask_penalty > 0 and self.masks is not None:   # ours: masks give way where they add nothing
+        if self.cfg.mask_penalty > 0 and self.transparent:   # ours: masks give way where they add nothing
             loss = loss + self.cfg.mask_penalty * alphas.mean()
         if stats:
             return loss, choice, bkg_choice, (cost, second)
@@ -452,6 +433,8 @@ class SpriteModel(SpriteTraining, SpriteRecord, Model):
     def decompose(self, x: torch.Tensor) -> Decomposition:
         """Inference: chosen sprites, parameters, hard occlusion, reconstruction, error, margin."""
         features = self.encoder(x)
+        if self.predicted:
+            return self._decompose_predicted(x, features)
         rendered = self.render_all(features, False, None, False)
         backgrounds = self.render_backgrounds(features, False)
         occ = self.occlusion(features, hard=True)
@@ -473,3 +456,4 @@ class SpriteModel(SpriteTraining, SpriteRecord, Model):
         margin = (second - cost).clamp(min=0) if second is not None else torch.zeros_like(cost)
         return Decomposition(choice, turns, cost, error, margin, bkg_choice, recon, layers, alphas, backdrop, occ, params,
                              runner_up, layer_cost)
+

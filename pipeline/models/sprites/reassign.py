@@ -57,18 +57,22 @@ def _copy_state(optimizer: torch.optim.Optimizer, param: torch.nn.Parameter, dst
 def restart_sprite(model, optimizer: torch.optim.Optimizer, dst: int, src: int) -> None:
     """Make sprite `dst` a perturbed copy of sprite `src` (weights, heads, optimiser moments)."""
     K, L = model.K, model.L
+    rows = model.sprite_rows()      # pixels (colours, masks) or the latents of a generator
     with torch.no_grad():
-        for p in (model.prototypes, model.masks):
-            if p is None:
-                continue
+        for p in rows:
             p[dst] = p[src]
             _copy_state(optimizer, p, dst, src)
         for l in range(L):
             for p in model.sprite_heads.mlp.parameters():
                 p[l * K + dst] = p[l * K + src]
                 _copy_state(optimizer, p, l * K + dst, l * K + src)
+        head = getattr(model, "selection_head", None)       # predicted selection: the sprite's logits
+        for l in range(L if head is not None else 0):
+            for p in (head.linear.weight, head.linear.bias):
+                p[l * head.K1 + dst] = p[l * head.K1 + src]
+                _copy_state(optimizer, p, l * head.K1 + dst, l * head.K1 + src)
         for k in (dst, src):
-            model.prototypes[k] += torch.randn_like(model.prototypes[k]) * NOISE
+            rows[0][k] += torch.randn_like(rows[0][k]) * NOISE
 
 
 def mask_blur(masks: torch.Tensor) -> torch.Tensor:
@@ -94,7 +98,8 @@ def _duplicates(model, counts: torch.Tensor, overlap: float, settled: torch.Tens
     """{less used sprite: its twin} for pairs of settled, sharp sprites (mask_blur `blur` (K,)
     below BLUR_FLOOR) whose masks overlap at least `overlap`."""
     sharp = blur < BLUR_FLOOR
-    iou = mask_overlap(model.masks)
+    with torch.no_grad():
+        iou = mask_overlap(model.sprite_images()[1])
     twins = {}
     for i in range(model.K):
         for j in range(i + 1, model.K):
@@ -158,10 +163,12 @@ def reassign_unused(model, optimizer: torch.optim.Optimizer, usage: torch.Tensor
         for k, reason in redundant_sprites(selection, redundant, settled).items():
             why.setdefault(k, reason)
     twins = {}
-    if model.masks is not None:
-        visible = soft_clamp(model.masks.detach()).flatten(1).amax(1) >= VISIBLE
+    with torch.no_grad():
+        masks = model.sprite_images()[1]
+    if masks is not None:
+        visible = soft_clamp(masks).flatten(1).amax(1) >= VISIBLE
         why.update({k: "its mask faded" for k in range(K) if not visible[k]})
-        blur = mask_blur(model.masks) if (blurred > 0 or duplicate > 0) and K > 2 else None
+        blur = mask_blur(masks) if (blurred > 0 or duplicate > 0) and K > 2 else None
         if blurred > 0 and blur is not None:
             worst = int(torch.argmax(blur))
             if blur[worst] >= max(BLUR_FLOOR, blurred * float(blur.median())):

@@ -86,18 +86,30 @@ class SpriteRecord:
 
     @torch.no_grad()
     def prototype_bank(self) -> Prototypes:
+        colours, masks = self.sprite_images()
+        backgrounds = self.background_images()
         return Prototypes(
-            colours=_to_uint8(soft_clamp(self.prototypes)),
-            masks=_to_uint8(soft_clamp(self.masks)) if self.masks is not None else None,
-            backgrounds=_to_uint8(soft_clamp(self.backgrounds)) if self.backgrounds is not None else None)
+            colours=_to_uint8(soft_clamp(colours)),
+            masks=_to_uint8(soft_clamp(masks)) if masks is not None else None,
+            backgrounds=_to_uint8(soft_clamp(backgrounds)) if backgrounds is not None else None)
 
     def summary(self) -> dict[str, Any]:
         transforms = ", ".join(self.sprite_seq + [f"{x} (per layer)" for x in self.layer_seq]) or "none"
-        transparent = self.masks is not None
+        transparent = self.transparent
         return {
             "kind": self.kind, "sprites": self.K, "layers": self.L, "backgrounds": self.M,
             "transparent": transparent, "sprite_size": self.s, "empty_sprite": bool(self.has_empty),
             "facts": [["Transparency", "learned masks" if transparent else "opaque prototypes (clustering)"],
-                      ["Transformations", transforms]],
+                      ["Transformations", transforms],
+                      ["Sprites drawn by", "an MLP generator from a latent per sprite (deep sprites)"
+                       if self.cfg.generator == "mlp" else "their own pixels (DTI-Sprites)"],
+                      ["Selection", self._selection_fact()]],
             "describe": f"K={self.K} sprites, L={self.L} layers",
         }
+
+    def _selection_fact(self) -> str:
+        if self.cfg.selection == "predicted":
+            tau = "learned temperature" if self.cfg.learn_tau else f"temperature {self.cfg.tau:g}"
+            return (f"predicted by a linear head (Gumbel-softmax, {tau}; margin = the gap between the two "
+                    "highest probabilities)")
+        return f"min-loss, {self.cfg.selection} (margin = the cost gap to the runner-up)"
