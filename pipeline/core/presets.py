@@ -34,10 +34,18 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                   "fill_budget": "restarts"},
     },
     "objects": {
+        # one motif per crop on paper or metal that varies from crop to crop (docs/experiments.md,
+        # 2026-12-07): a background started at the mean crop learns the average motif and leaves
+        # the sprites pale ghosts over it. So the background starts as the crops' border colour and
+        # is a 2 × 2 image drawn smooth to the crop size (paper tone and light, never a motif); the
+        # sprites start as crops chosen by k-means++ (a motif each, not a grey disc); and a
+        # cost on the masks' mean opacity lets a mask give way wherever the background draws the
+        # paper as well (masks keep to the motif, no halo)
         "model": {
             "layers": 1, "background": True, "transparent": True,
             "transforms": ["color", "projective", "tps"], "curriculum": [0, 3, 8],
             "background_transforms": ["color", "projective"], "selection": "exhaustive",
+            "background_init": "border", "background_size": 2, "sprite_init": "samples", "mask_penalty": 0.01,
         },
         "train": {"epochs": 30, "batch_size": 32, "lr": 1e-3, "sprite_lr": 1e-3, "milestones": [25],
                   "fill_budget": "stretch"},
