@@ -196,7 +196,12 @@ def composite(
         )
     if background is not None and background.shape != (B, C, H, W):
         raise ValueError(f"background must be {(B, C, H, W)}, got {tuple(background.shape)}")
-    return composite_premultiplied(alphas * layers, alphas, occlusion, background)
+    # (α_l · T_l) · c_l: the weights first, as layer_weights gives them to the labels too
+    w = layer_weights(alphas, occlusion)  # (L + 1, B, 1, H, W)
+    out = (w[1:] * layers).sum(dim=0)  # (B, C, H, W)
+    if background is not None:
+        out = out + w[0] * background
+    return out
 
 
 def composite_premultiplied(
