@@ -188,6 +188,7 @@ def test_the_papers_recipes_follow_the_two_keys():
     assert (ours_c.model.freq_weight, ours_c.model.bin_weight, ours_c.model.empty_weight) == (1e-2, 1e-3, 0.0)
     assert ours_c.model.reassign_redundant == 0 and ours_c.train.reassign_every == 0
     assert ours_c.train.sprite_lr == ours_c.train.lr          # the generator learns at the heads' rate
+    assert ours_c.model.learn_tau
     tetro = _config("scenes", layers=3)
     assert tetro.model.learn_tau and tetro.model.bin_weight == 1e-4 and tetro.model.selection_downsample == 1
     crowded = _config("scenes", layers=5)
