@@ -202,7 +202,7 @@ def with_model_overrides(case: SpeedCase, sets: tuple[str, ...]) -> SpeedCase:
     return new
 
 
-def _unfit_reason(case: SpeedCase) -> str | None:
+def unfit_reason(case: SpeedCase) -> str | None:
     """Why the model of `case` cannot be built (e.g. an override that does not suit its crop size), or None."""
     from pipeline.models.sprites.model import check_model_config
     try:
@@ -241,7 +241,7 @@ def speed_bench(preset: str = "all", threads: int = 0, batch: int = 32, steps: i
         _check_variant(variant)
     for group in cases:
         for case in group:
-            reason = _unfit_reason(case)
+            reason = unfit_reason(case)
             if reason:   # an override that suits the other cases only (e.g. a crop size it does not divide)
                 log(f"{case.name}: skipped: {reason}")
                 result.setdefault("skipped", []).append({"case": case.name, "reason": reason})

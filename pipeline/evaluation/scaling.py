@@ -41,7 +41,7 @@ def layers_bench(layers: tuple[int, ...] = LAYERS, threads: int = 0, batch: int 
                  warmup: int = 1, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Time every (L, method) and log one table row per L as it finishes."""
     import torch
-    from pipeline.evaluation.bench import SpeedCase, _unfit_reason, speed_case
+    from pipeline.evaluation.bench import SpeedCase, speed_case, unfit_reason
     from pipeline.models.device import set_threads
     if steps < 1 or warmup < 0 or batch < 1 or not layers or min(layers) < 1:
         raise SpritesError("--steps, --batch and every --layers must be at least 1, --warmup at least 0")
@@ -57,7 +57,7 @@ def layers_bench(layers: tuple[int, ...] = LAYERS, threads: int = 0, batch: int 
         for method, keys in METHODS.items():
             case = SpeedCase(f"L={L} {method}", "scenes", None, {**SHARED, **keys, "layers": L}, 3, SIZE, None,
                              f"{method} selection, L = {L}")
-            if _unfit_reason(case):      # exhaustive beyond its limit
+            if unfit_reason(case):      # exhaustive beyond its limit
                 row[method] = None
                 continue
             r = speed_case(case, batch=batch, steps=steps, warmup=warmup, decompose_steps=0)
