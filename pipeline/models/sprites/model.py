@@ -456,4 +456,3 @@ class SpriteModel(SpriteImages, PredictedSelection, SpriteTraining, SpriteRecord
         margin = (second - cost).clamp(min=0) if second is not None else torch.zeros_like(cost)
         return Decomposition(choice, turns, cost, error, margin, bkg_choice, recon, layers, alphas, backdrop, occ, params,
                              runner_up, layer_cost)
-

@@ -67,10 +67,11 @@ def restart_sprite(model, optimizer: torch.optim.Optimizer, dst: int, src: int) 
                 p[l * K + dst] = p[l * K + src]
                 _copy_state(optimizer, p, l * K + dst, l * K + src)
         head = getattr(model, "selection_head", None)       # predicted selection: the sprite's logits
-        for l in range(L if head is not None else 0):
-            for p in (head.linear.weight, head.linear.bias):
-                p[l * head.K1 + dst] = p[l * head.K1 + src]
-                _copy_state(optimizer, p, l * head.K1 + dst, l * head.K1 + src)
+        if head is not None:
+            for l in range(L):
+                for p in (head.linear.weight, head.linear.bias):
+                    p[l * head.K1 + dst] = p[l * head.K1 + src]
+                    _copy_state(optimizer, p, l * head.K1 + dst, l * head.K1 + src)
         for k in (dst, src):
             rows[0][k] += torch.randn_like(rows[0][k]) * NOISE
 
@@ -93,13 +94,12 @@ def mask_overlap(masks: torch.Tensor) -> torch.Tensor:
     return inter / (area[:, None] + area[None, :] - inter).clamp_min(1)
 
 
-def _duplicates(model, counts: torch.Tensor, overlap: float, settled: torch.Tensor,
+def _duplicates(model, masks: torch.Tensor, counts: torch.Tensor, overlap: float, settled: torch.Tensor,
                 blur: torch.Tensor) -> dict[int, int]:
-    """{less used sprite: its twin} for pairs of settled, sharp sprites (mask_blur `blur` (K,)
+    """{less used sprite: its twin} for pairs of settled, sharp sprites (raw `masks` (K, 1, h, w), mask_blur `blur` (K,)
     below BLUR_FLOOR) whose masks overlap at least `overlap`."""
     sharp = blur < BLUR_FLOOR
-    with torch.no_grad():
-        iou = mask_overlap(model.sprite_images()[1])
+    iou = mask_overlap(masks)
     twins = {}
     for i in range(model.K):
         for j in range(i + 1, model.K):
@@ -174,7 +174,7 @@ def reassign_unused(model, optimizer: torch.optim.Optimizer, usage: torch.Tensor
             if blur[worst] >= max(BLUR_FLOOR, blurred * float(blur.median())):
                 why.setdefault(worst, "its mask stayed a blur")
         if duplicate > 0 and blur is not None:
-            twins = _duplicates(model, counts, duplicate, settled, blur)
+            twins = _duplicates(model, masks, counts, duplicate, settled, blur)
             for k, twin in twins.items():
                 why.setdefault(k, f"it drew the same shape as sprite {twin}")
     moved = []
