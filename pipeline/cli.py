@@ -115,6 +115,34 @@ def run(stages, project_dir, sets, force, quiet):
 
 
 @cli.command()
+@click.option("--bank", "bank_dir", required=True, type=click.Path(file_okay=False),
+              help="the project whose trained model (and curation.toml) explains the crops")
+@_project_option
+@click.option("--quiet", "-q", is_flag=True, help="no progress bars")
+def match(bank_dir, project_dir, quiet):
+    """Explain a project's crops with another project's trained, curated sprites (no training).
+
+    Saves train.bank (and the bank's crop size) in the project's sprites.toml, so later plain runs
+    stay matched; writes the exports and the report as usual, with the bank's names; crops that no
+    sprite explains as well as the bank's own are listed as unmatched.
+
+    \b
+    Example:
+      sprites init volume2 --images scans/volume2/ --preset clustering
+      sprites match --bank volume1 --project volume2
+    """
+    from pipeline.catalogue.bank import match_project
+    from pipeline.core.project import Project
+    try:
+        match_project(Project.open(project_dir), bank_dir, stages=_stages(), log=click.echo, progress=not quiet)
+    except SpritesError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: nothing half-written was kept; rerun the same command to resume", err=True)
+        sys.exit(130)
+
+
+@cli.command()
 @_project_option
 @_set_option
 def status(project_dir, sets):

@@ -13,6 +13,9 @@ import shutil
 
 import h5py
 
+from pipeline.catalogue.catalogue import build_catalogue, choose_curation, ensure_template, model_id, renamed_names
+from pipeline.catalogue.start import note_retrain
+from pipeline.core.fingerprint import stable_hash
 from pipeline.core.store import string_dataset, write_stage
 from pipeline.report.build import (clean_leftovers, report_data, reusable_thumbs, swap, template_inputs, thumbs_key,
                                    write_bank_and_sample, write_exports, write_snapshots, write_thumbs)
@@ -22,12 +25,27 @@ from pipeline.report.render import environment, render_report
 NAME = "report"
 DEPS = ("ingest", "train", "decompose")
 PARAMS = ("report",)
-VERSION = 2   # 2: reads the pictures and the bank from decompose.h5
+VERSION = 3   # 2: reads the pictures and the bank from decompose.h5; 3: the catalogue (curation.toml)
+
+
+def _bank_root(project, cfg):
+    return project.bank_root(cfg) if cfg.train.bank else None
 
 
 def inputs(project, cfg) -> dict:
-    """A project's own templates/ (overriding the shipped ones) enter the fingerprint."""
-    return template_inputs(project)
+    """A project's own templates/ (overriding the shipped ones) and the content of the curation
+    that applies (the project's curation.toml, else the bank's) enter the fingerprint."""
+    found = template_inputs(project)
+    curation = choose_curation(project.root, _bank_root(project, cfg))
+    if curation is not None and not curation.empty:
+        found["curation"] = stable_hash(curation.digest())
+    return found
+
+
+def explain_inputs(project, cfg, old: dict, new: dict) -> str:
+    changed = [what for key, what in (("curation", "curation.toml changed"), ("templates", "the project's templates changed"))
+               if old.get(key) != new.get(key)]
+    return "; ".join(changed) or "inputs changed"
 
 
 def run(ctx) -> None:
@@ -42,7 +60,12 @@ def run(ctx) -> None:
                 h5py.File(ctx.upstream("train"), "r") as tr:
             n = ing["crops"].shape[0]
             model = json.loads(dec.attrs["model_json"])
-            exports = write_exports(ctx, ing, dec, model)
+            train_attrs = dict(tr.attrs)
+            curation = choose_curation(project.root, _bank_root(project, ctx.config))
+            catalogue = build_catalogue(curation, model["sprites"], model_id(train_attrs),
+                                        renamed_names(train_attrs, curation))
+            unmatched = dec["error"][()] > float(train_attrs["match_threshold"]) if "match_threshold" in train_attrs else None
+            exports = write_exports(ctx, ing, dec, model, catalogue, unmatched)
             key = thumbs_key(ctx, n)
             reuse = reusable_thumbs(report_dir, key)
             if not reuse:
@@ -52,7 +75,8 @@ def run(ctx) -> None:
             provenance = read_provenance(ing)
             write_page_thumbs(ing, tmp, provenance)
             snapshots = write_snapshots(tmp / "img", tr)
-            data = report_data(ctx, ing, dec, tr, model, dict(tr.attrs), sample, exports, provenance, snapshots)
+            data = report_data(ctx, ing, dec, tr, model, train_attrs, sample, exports, provenance, snapshots,
+                               catalogue, unmatched)
         pages = render_report(environment(project.root), tmp, report_dir, data, progress=ctx.progress)
         if reuse:
             for name in ("crops", "recon", "aligned", "thumbs.json"):
@@ -65,5 +89,11 @@ def run(ctx) -> None:
         string_dataset(f, "pages", pages)
         string_dataset(f, "exports", exports)
         f.attrs.update({"crops": n, "pages": len(pages), "thumbnails_reused": reuse})
+    if note_retrain(project, train_attrs, catalogue.model):
+        ctx.log(f"report: noted in {project.root / 'curation.toml'} which sprite of the retrained model is which entry")
+    if ensure_template(project.root, catalogue.model):
+        ctx.log(f"report: wrote {project.root / 'curation.toml'}, a commented file for your names, merges and drops")
+    if catalogue.warning or catalogue.notice:
+        ctx.log(f"report: {catalogue.warning or catalogue.notice}")
     ctx.log(f"report: {len(pages)} pages and the exports written; open {report_dir / 'index.html'}"
             + (" (thumbnails reused)" if reuse else ""))

@@ -5,7 +5,11 @@ its own, e.g. `usage`), attrs `kind`, `channels`, `size`, `crops`, `steps`, `epo
 `seconds` (all runs), `device`, `threads`, the kind's own (`reseeded`, `reseeds_json` for sprites),
 `restarts_json` (with `train.fill_budget = restarts`: every run's seed, epochs, steps, minutes,
 losses and which was kept; history and weights are the kept run's), the kind's arrays (sprites:
-`snapshots/*`, the prototypes at each tenth of the schedule), plus the stage attributes. While training, `cache/train.checkpoint.h5` holds the latest checkpoint (same
+`snapshots/*`, the prototypes at each tenth of the schedule), plus the stage attributes. With
+`train.bank` (a matched project) the file is a copy of the bank's, plus `bank`, `model_id`,
+`model_config_json` and `match_threshold` (`pipeline.catalogue.bank`); with `train.init = curated`,
+`curated_from` (the model the curation named), `curated_names_json` and `curated_members_json`
+(per new sprite: its name and the old sprites of its entry; `pipeline.catalogue.start`). While training, `cache/train.checkpoint.h5` holds the latest checkpoint (same
 fingerprint → resume).
 """
 
@@ -22,7 +26,23 @@ PARAMS = ("model", "train")
 VERSION = 2  # 2: no hidden layers for empty transformation sequences
 
 
+def inputs(project, cfg) -> dict:
+    """With `train.bank`, the bank's model (its train and decompose runs) enters the fingerprint;
+    with `train.init = curated`, the content of curation.toml."""
+    if cfg.train.bank:
+        from pipeline.catalogue.bank import bank_inputs
+        return bank_inputs(project, cfg)
+    if cfg.train.init == "curated":
+        from pipeline.catalogue.start import start_inputs
+        return start_inputs(project)
+    return {}
+
+
 def run(ctx) -> None:
+    if ctx.config.train.bank:   # a matched project: the bank's model, nothing trained
+        from pipeline.catalogue.bank import adopt_bank
+        ctx.log(adopt_bank(ctx))
+        return
     # torch is imported here, not at the top: `sprites run all` forks the ingest workers before
     # this stage runs, and they should not carry torch
     import json
@@ -40,11 +60,17 @@ def run(ctx) -> None:
     shape = DataShape(crops.shape[1], crops.shape[-1], crops.shape[0])
     if crops.shape[1] != cfg.ingest.channels:
         raise SpritesError("cache/ingest.h5 does not match ingest.channels: rerun `sprites run ingest --force`")
+    curated, curated_attrs = None, {}
+    if cfg.train.init == "curated":
+        from pipeline.catalogue.start import curated_start
+        curated, curated_attrs = curated_start(ctx.project)
+        ctx.log(f"train: {len(curated.names)} sprites start from the curated entries of model {curated_attrs['curated_from']}")
     device = pick_device(cfg.train.device)
     threads = set_threads(cfg.train.threads)
     start = time.time()
-    run = train_runs(cfg, crops, shape, device, ctx.project.cache_dir, ctx.fingerprint, ctx.progress, ctx.log, threads)
-    state, extra = run.state, run.attrs
+    run = train_runs(cfg, crops, shape, device, ctx.project.cache_dir, ctx.fingerprint, ctx.progress, ctx.log, threads,
+                     start=curated)
+    state, extra = run.state, {**run.attrs, **curated_attrs}
     seconds = sum(r.minutes for r in run.restarts) * 60 if run.restarts else state.elapsed
     with write_stage(ctx.output, ctx.meta) as f:
         save_weights(f.create_group("model"), run.model)

@@ -39,7 +39,7 @@ def open_browser() -> Iterator:
         with sync_playwright() as pw:
             context = pw.chromium.launch_persistent_context(
                 profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
-                viewport={"width": 1360, "height": 900})
+                accept_downloads=True, viewport={"width": 1360, "height": 900})
             try:
                 yield context
             finally:

@@ -100,3 +100,56 @@ def test_arrow_keys_turn_pages(browser, hostile):
         page.wait_for_url(f"**/{first.name}")
     finally:
         page.close()
+
+
+def test_curation_controls_write_the_toml_fragment(browser, glyphs, tmp_path):
+    import tomllib
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto((glyphs.report_dir / "sprites" / "sprite_000.html").resolve().as_uri())
+        page.click("details.curate summary")
+        form = page.locator("form.curate-form")
+        assert form.is_visible()
+        page.fill("form.curate-form input[name=name]", 'long "s"')
+        page.check("form.curate-form input[name=merge]")
+        page.fill("form.curate-form input[name=merge_with]", "2, 1 2 0")
+        fragment = page.inner_text("details.curate [data-role=fragment]")
+        assert fragment.strip() == '[sprite.0]\nname = "long \\"s\\""\nmerge = [1, 2]'
+        assert tomllib.loads(fragment) == {"sprite": {"0": {"name": 'long "s"', "merge": [1, 2]}}}
+        page.fill("form.curate-form input[name=merge_with]", "2, x")
+        assert "Not a sprite number: x" in page.inner_text("form.curate-form [data-role=problem]")
+        page.check("form.curate-form input[name=drop]")
+        page.fill("form.curate-form input[name=note]", "smudges")
+        fragment = page.inner_text("details.curate [data-role=fragment]")
+        assert tomllib.loads(fragment) == {"sprite": {"0": {"drop": True, "note": "smudges"}}}
+        with page.expect_download() as download:
+            page.click("form.curate-form [data-action=download]")
+        saved = tmp_path / "fragment.toml"
+        download.value.save_as(saved)
+        assert download.value.suggested_filename == "curation-sprite-0.toml"
+        assert saved.read_text(encoding="utf-8") == fragment.strip() + "\n"
+        page.click("form.curate-form [data-action=copy]")
+        page.wait_for_function("document.querySelector('[data-role=copied]').textContent.length > 0")
+    finally:
+        page.close()
+    assert errors == []
+
+
+def test_pages_read_without_javascript(browser, glyphs):
+    page = browser.new_page()
+    try:
+        # the same Chromium with scripts off for this page (one Playwright per process)
+        browser.new_cdp_session(page).send("Emulation.setScriptExecutionDisabled", {"value": True})
+        for name in ("index.html", "sprites/sprite_000.html"):
+            page.goto((glyphs.report_dir / name).resolve().as_uri())
+            page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=15000)
+            assert page.evaluate("Array.from(document.images).filter(i => !(i.naturalWidth > 0)).length") == 0
+            assert page.evaluate("document.images.length") > 0
+        page.click("details.curate summary")
+        assert not page.locator("form.curate-form").is_visible()          # the form needs JavaScript
+        assert page.inner_text("details.curate [data-role=fragment]").startswith("[sprite.0]")
+        assert page.locator(".crop-card").count() > 0
+    finally:
+        page.close()

@@ -199,8 +199,10 @@ class TestDownstream:
         assert run_stages(project, project.config(["ingest.size=8"]), ["fake"], stages=stages.STAGES, **quiet) == ["ingest", "fake"]
 
     def test_force_on_one_stage_only(self, project, with_fake, quiet):
+        # `sprites run report --force` must not retrain: only the named stage reruns, its fresh upstreams stay
         run_stages(project, project.config(), ["all"], stages=stages.STAGES, **quiet)
-        assert run_stages(project, project.config(), ["fake"], stages=stages.STAGES, force=True, **quiet) == ["ingest", "fake"]
+        assert run_stages(project, project.config(), ["fake"], stages=stages.STAGES, force=True, **quiet) == ["fake"]
+        assert run_stages(project, project.config(), ["all"], stages=stages.STAGES, force=True, **quiet) == ["ingest", "fake"]
 
 
 # --- a real SIGKILL in the middle of ingest ------------------------------------------------------

@@ -143,6 +143,8 @@ class TrainConfig:
     device: str = option("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"), run_only=True)
     threads: int = option(0, "CPU threads (0 = all cores)", run_only=True, low=0)
     checkpoint_minutes: float = option(2.0, "minutes between checkpoints (an interrupted run resumes from the last)", run_only=True, low=0)
+    init: str = option("data", "how the sprites start: data = from the crops (model.sprite_init); curated = the entries of curation.toml (merged sprites as one, dropped ones left out, names kept), any further sprites from the crops", choices=("data", "curated"), added=True)
+    bank: str = option("", "another project (folder, relative to this one) whose trained model and curation explain these crops instead of training; set by `sprites match --bank`", added=True)
 
 
 @dataclass
@@ -154,6 +156,7 @@ class DecomposeConfig:
 class ReportConfig:
     per_page: int = option(200, "crops per page in a sprite's gallery", low=1)
     reconstructions: int = option(48, "number of images shown layer by layer", low=0, high=256)
+    iiif_base: str = option("http://localhost:8000/", "web address where the folder holding the project and its images is served; the ids of exports/annotations (IIIF) are minted under it", added=True)
 
 
 SECTIONS: dict[str, type] = {
@@ -368,6 +371,9 @@ def validate(cfg: Config) -> None:
         raise SpritesError(f"model.morpho_kernel must be odd; got {m.morpho_kernel}")
     if not m.transparent and (m.layers > 1 or m.background):
         raise SpritesError("model.transparent = false (opaque prototypes) needs model.layers = 1 and model.background = false")
+    if cfg.train.bank and cfg.train.init == "curated":
+        raise SpritesError("train.bank (a matched project: nothing is trained) and train.init = curated exclude each other: "
+                           "set train.init = data, or remove train.bank to train here")
 
 
 def _toml_value(value: Any) -> str:

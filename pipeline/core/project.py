@@ -52,6 +52,11 @@ class Project:
         spec = os.path.expanduser(cfg.ingest.images)
         return spec if os.path.isabs(spec) else str(self.root / spec)
 
+    def bank_root(self, cfg: Config) -> Path:
+        """The project named by `train.bank`, resolved against this project's folder."""
+        spec = os.path.expanduser(cfg.train.bank)
+        return Path(spec if os.path.isabs(spec) else self.root / spec).resolve()
+
     @classmethod
     def open(cls, root: str | Path) -> "Project":
         project = cls(Path(root).resolve())

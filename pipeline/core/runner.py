@@ -133,7 +133,8 @@ def run_stages(project: Project, cfg: Config, targets: list[str], *, stages: Sta
     """Run the stale stages among `targets` (and their stale upstreams), in order; returns those run."""
     registry = _registry(stages)
     names = resolve_targets(targets, stages)
-    forced = set(names) if force else set()
+    # --force reruns the stages named (all of them for "all"), not the fresh upstream ones they need
+    forced = (set(names) if not targets or targets == ["all"] else set(targets)) if force else set()
     project.cache_dir.mkdir(parents=True, exist_ok=True)
     clean_temporaries(project.cache_dir)
     ran = []

@@ -16,7 +16,9 @@ with a transparency mask for DTI-Sprites, an opaque prototype for DTI-Clustering
 * **build** — `check_config(cfg, shape)` refuses a config the kind cannot honour, before any work,
   with a `SpritesError` naming the key to change; `build(cfg, shape, crops)` makes the model from
   the resolved config and the data's shape (`DataShape`), with `crops` (N, C, S, S) uint8 for a
-  data-driven initialisation, or `crops=None` when the weights are about to be loaded.
+  data-driven initialisation, or `crops=None` when the weights are about to be loaded; `start`
+  (a `StartBank`, with `train.init = curated`): prototypes a curated catalogue keeps, which the
+  first prototypes start from (a kind that has no prototypes to start raises SpritesError).
 * **training** — `start_training(train_cfg, state)`: called when a run starts or resumes, with the
   `[train]` config and the kind's saved training state (`{}` on a fresh start);
   `param_groups(train_cfg)`: the optimiser's parameter groups, each a dict with
@@ -54,7 +56,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["DataShape", "Clock", "Record", "Prototypes", "Model", "front_layer"]
+__all__ = ["DataShape", "Clock", "Record", "Prototypes", "StartBank", "Model", "front_layer"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,17 @@ class DataShape:
     channels: int
     size: int
     count: int = 0
+
+
+@dataclass(frozen=True)
+class StartBank:
+    """Prototypes a model starts from (`train.init = curated`): the entries of a curation, as
+    pictures in [0, 1] — colours (E, C, s, s), masks (E, 1, s, s) or None, backgrounds (M, C, b, b)
+    or None — and the entries' names (E,)."""
+    colours: np.ndarray
+    masks: np.ndarray | None
+    backgrounds: np.ndarray | None
+    names: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -143,7 +156,7 @@ class Model(nn.Module):
         """Raise SpritesError (naming the key to change) for a config this kind cannot honour."""
 
     @classmethod
-    def build(cls, cfg, shape: DataShape, crops: torch.Tensor | None = None) -> "Model":
+    def build(cls, cfg, shape: DataShape, crops: torch.Tensor | None = None, start: StartBank | None = None) -> "Model":
         raise NotImplementedError
 
     # ---------------------------------------------------------------------------- training

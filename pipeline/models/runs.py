@@ -30,7 +30,7 @@ import torch
 from pipeline.core.config import Config
 from pipeline.core.sample import spread_ids
 from pipeline.core.store import write_atomic_h5
-from pipeline.models.base import DataShape, Model
+from pipeline.models.base import DataShape, Model, StartBank
 from pipeline.models.fit import TrainState, fit, make_optimizer
 from pipeline.models.state_io import load_tree, save_tree
 from pipeline.models.trained import build_model, resume, save_checkpoint
@@ -104,8 +104,10 @@ def _load_best(path: Path, fingerprint: str, device):
 
 
 def train_runs(cfg: Config, crops: torch.Tensor, shape: DataShape, device, cache_dir: Path, fingerprint: str,
-               progress: bool = True, log: Callable[[str], None] = print, threads: int = 0) -> TrainedRun:
-    """Train as `train.fill_budget` says; returns the model kept, its state and the runs made."""
+               progress: bool = True, log: Callable[[str], None] = print, threads: int = 0,
+               start: StartBank | None = None) -> TrainedRun:
+    """Train as `train.fill_budget` says; returns the model kept, its state and the runs made.
+    `start`: the curated prototypes every run starts from (`train.init = curated`)."""
     mode = cfg.train.fill_budget if cfg.train.minutes > 0 else "no"
     checkpoint, best_path = cache_dir / "train.checkpoint.h5", cache_dir / "train.best.h5"
     done: list[Restart] = []
@@ -121,7 +123,7 @@ def train_runs(cfg: Config, crops: torch.Tensor, shape: DataShape, device, cache
         train = dataclasses.replace(cfg.train, seed=cfg.train.seed + r,
                                     minutes=max(cfg.train.minutes - spent, 1e-3) if cfg.train.minutes > 0 else 0.0)
         run_cfg = dataclasses.replace(cfg, train=train)
-        model = build_model(run_cfg, shape, crops).to(device)
+        model = build_model(run_cfg, shape, crops, start).to(device)
         optimizer = make_optimizer(model, train)
         tag = f"{fingerprint}:run{r}"
         state = resume(checkpoint, model, optimizer, device, tag)

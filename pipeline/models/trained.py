@@ -13,7 +13,7 @@ import torch
 from pipeline.core.config import Config, config_from_dict
 from pipeline.core.store import write_atomic_h5
 from pipeline.errors import SpritesError
-from pipeline.models.base import DataShape, Model
+from pipeline.models.base import DataShape, Model, StartBank
 from pipeline.models.fit import TrainState
 from pipeline.models.registry import model_class
 from pipeline.models.state_io import load_tree, save_tree
@@ -27,12 +27,12 @@ def load_crops(path: Path) -> torch.Tensor:
         return torch.from_numpy(f["crops"][()])
 
 
-def build_model(cfg: Config, shape: DataShape, crops: torch.Tensor | None = None) -> Model:
+def build_model(cfg: Config, shape: DataShape, crops: torch.Tensor | None = None, start: StartBank | None = None) -> Model:
     """The model of `cfg.model.kind`, checked against the config, then built (from `crops` when
-    given, for a data-driven start)."""
+    given, for a data-driven start; its first prototypes from `start`, a curated bank)."""
     cls = model_class(cfg.model.kind)
     cls.check_config(cfg, shape)
-    return cls.build(cfg, shape, crops)
+    return cls.build(cfg, shape, crops) if start is None else cls.build(cfg, shape, crops, start=start)
 
 
 def save_checkpoint(path: Path, model: Model, optimizer: torch.optim.Optimizer, state: TrainState,
@@ -68,7 +68,8 @@ def save_weights(group: h5py.Group, model: Model) -> None:
 def load_trained(path: Path, device="cpu") -> tuple[Model, dict]:
     """The trained model of a train.h5, rebuilt from the config it carries; and its attributes."""
     with h5py.File(path, "r") as f:
-        config = json.loads(f.attrs["config_json"])
+        # a matched project's train.h5 carries the bank's config: the model is the bank's
+        config = json.loads(f.attrs.get("model_config_json", f.attrs["config_json"]))
         cfg = config_from_dict({k: v for k, v in config.items() if k != "preset"}, preset=config.get("preset"))
         shape = DataShape(int(f.attrs["channels"]), int(f.attrs["size"]), int(f.attrs.get("crops", 0)))
         model = build_model(cfg, shape)

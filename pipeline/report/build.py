@@ -25,7 +25,9 @@ from pipeline import __version__
 from pipeline.core.config import render_toml
 from pipeline.core.fingerprint import stable_hash
 from pipeline.core.store import pid_alive, read_strings
-from pipeline.report.exports import assignment_rows, write_assignments, write_masks, write_sprite_pngs
+from pipeline.catalogue.annotations import ANNOTATIONS_DIR, write_annotations
+from pipeline.catalogue.catalogue import Catalogue
+from pipeline.report.exports import assignment_rows, atomic_path, write_assignments, write_masks, write_sprite_pngs
 from pipeline.report.render import ReportData, fmt_duration, fmt_number
 from pipeline.core.sample import spread_ids
 from pipeline.report.thumbs import rgba, sample_pictures, sprite_bank, to_hwc, write_png
@@ -128,16 +130,23 @@ def export_attrs(ctx) -> dict:
     return {k: ctx.meta[k] for k in keep if k in ctx.meta}
 
 
-def write_exports(ctx, ing, dec, model: dict) -> list[str]:
-    """exports/: assignments.csv/.json, masks.h5 (transparent models), sprites/*.png."""
+def write_exports(ctx, ing, dec, model: dict, catalogue: Catalogue, unmatched: np.ndarray | None = None) -> list[str]:
+    """exports/: assignments.csv/.json, catalogue.json, masks.h5 (transparent models), sprites/*.png."""
     cfg, exports, n = ctx.config, ctx.project.exports_dir, ing["crops"].shape[0]
     K, L, M = model["sprites"], model["layers"], model["backgrounds"]
-    columns, rows = assignment_rows(ing, dec, backgrounds=M)
-    header = {"sprites": K, "layers": L, "backgrounds": M, "count": n,
-              "size": int(ing["crops"].shape[-1]), "images_root": str(ing.attrs.get("images_root", "")),
-              "config": cfg.to_dict()}
+    columns, rows = assignment_rows(ing, dec, backgrounds=M, catalogue=catalogue, unmatched=unmatched)
+    header = {"sprites": K, "layers": L, "backgrounds": M, "count": n, "model": catalogue.model,
+              "curation": catalogue.source, "size": int(ing["crops"].shape[-1]),
+              "images_root": str(ing.attrs.get("images_root", "")), "config": cfg.to_dict()}
     write_assignments(exports, columns, rows, header)
-    written = ["assignments.csv", "assignments.json"]
+    with atomic_path(exports / "catalogue.json") as tmp:
+        summary = catalogue.summary(dec["front"][()])
+        if unmatched is not None:
+            summary["unmatched"] = int(unmatched.sum())
+        tmp.write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    written = ["assignments.csv", "assignments.json", "catalogue.json"]
+    written += write_annotations(exports / ANNOTATIONS_DIR, ing, dec["front"][()], catalogue, base=cfg.report.iiif_base,
+                                 project_root=ctx.project.root, title=ctx.project.root.name, skip=unmatched)
     if model["transparent"]:
         write_masks(exports / "masks.h5", ing, dec, {**export_attrs(ctx), "sprites": K, "layers": L})
         written.append("masks.h5")
@@ -204,6 +213,8 @@ def write_bank_and_sample(img: Path, ing, dec, model: dict, count: int) -> list[
 _EXPORT_NOTES = {
     "assignments.csv": "one row per crop: source, box, sprite, layers, error, margin, provenance (page, file, IIIF canvas and region, checksum), metadata columns, transformation values",
     "assignments.json": "the same as a list of objects, with a header (config, sprite count)",
+    "catalogue.json": "the catalogue: every entry (its sprites, name, note, crop count) and the dropped sprites, after curation.toml",
+    "annotations/collection.json": "every crop as a IIIF / W3C Web Annotation (name and sprite on the crop's box), one page per canvas or image; annotations/manifest.json shows local images in a IIIF viewer",
     "masks.h5": "per crop: semantic mask (0 background, k+1 = sprite k) and instance mask (l+1 = layer l)",
 }
 
@@ -228,7 +239,8 @@ def _plural(count: int, word: str) -> str:
 
 
 def report_data(ctx, ing, dec, tr, model: dict, train_attrs, sample, exports, provenance,
-                snapshots: list[dict] | None = None) -> ReportData:
+                snapshots: list[dict] | None = None, catalogue: Catalogue | None = None,
+                unmatched: np.ndarray | None = None) -> ReportData:
     cfg, n = ctx.config, ing["crops"].shape[0]
     front = dec["front"][()]
     error = dec["error"][()]
@@ -263,6 +275,12 @@ def report_data(ctx, ing, dec, tr, model: dict, train_attrs, sample, exports, pr
         *_collection_facts(ing, provenance, n),
         ("Trained", str(train_attrs.get("created_utc", "?")).replace("T", " ").replace("Z", " UTC")),
     ]
+    if catalogue is not None:
+        facts.append(("Model id", catalogue.model + (f" (curation: {catalogue.source})" if catalogue.source else "")))
+    if "bank" in train_attrs:
+        facts.append(("Bank", f"{train_attrs['bank']}: its trained model explains these crops (nothing trained here)"
+                              + (f"; {int(unmatched.sum()):,} crops unmatched (error above "
+                                 f"{fmt_number(float(train_attrs['match_threshold']), 3)})" if unmatched is not None else "")))
     counts = np.bincount(front[front >= 0].astype(np.int64), minlength=K)
     lede = (f"{n:,} crops explained by {K} sprite{'s' if K != 1 else ''}"
             + (f" over {M} background{'s' if M != 1 else ''}" if M else "")
@@ -274,10 +292,12 @@ def report_data(ctx, ing, dec, tr, model: dict, train_attrs, sample, exports, pr
         transparent=model["transparent"], per_page=cfg.report.per_page, steps=steps, losses=losses,
         facts=facts, lede=lede, config_text=render_toml(cfg), created=created, version=__version__,
         skipped=skipped, sample=sample,
-        exports=[{"path": e, "description": _EXPORT_NOTES.get(e, "")} for e in exports if not e.startswith("sprites/")]
+        exports=[{"path": e, "description": _EXPORT_NOTES.get(e, "")} for e in exports
+                 if not e.startswith("sprites/") and (not e.startswith("annotations/") or e in _EXPORT_NOTES)]
         + [{"path": "sprites/", "description": "the sprites (RGBA PNG) and background prototypes"}],
         reseeds=[{"epoch": epoch, "sprite": k, "source": src, "reason": why}
                  for _, epoch, k, src, why in json.loads(train_attrs.get("reseeds_json", "[]"))],
-        restarts=json.loads(train_attrs.get("restarts_json", "[]")), snapshots=snapshots or [])
+        restarts=json.loads(train_attrs.get("restarts_json", "[]")), snapshots=snapshots or [],
+        catalogue=catalogue, unmatched=unmatched)
 
 

@@ -2,7 +2,10 @@
 
 * `assignments.csv` — one row per crop: crop_id, source, box_x, box_y, box_w, box_h, sprite
   (the front-most non-empty layer's sprite, −1 when every layer is empty), layers (the sprite of
-  each layer joined with ';'), [background], error, margin; the provenance: page (1-based PDF
+  each layer joined with ';'), entry (the catalogue entry of `sprite` after curation.toml: the
+  head sprite of its merge, −1 for a dropped sprite or no sprite) and name (the entry's name, ''
+  when unnamed), [background], error, margin, [matched (1/0, for a project matched against a
+  bank: 0 when no sprite explains the crop well)]; the provenance: page (1-based PDF
   page or canvas position, 0 for an image), file, manifest, canvas, iiif_region, label (of the
   box), rotation, checksum; the metadata columns as `meta_<column>`; then a few readable transformation
   values per module (and per layer when L > 1, prefixed `l0_`, `l1_`…): position → scale, tx,
@@ -32,6 +35,7 @@ import h5py
 import numpy as np
 
 from pipeline import __version__
+from pipeline.catalogue.catalogue import Catalogue
 from pipeline.core.store import read_strings, string_dataset, write_atomic_h5
 from pipeline.report.thumbs import png_bytes, rgba
 
@@ -40,7 +44,7 @@ __all__ = ["FORMAT_VERSION", "value_order", "assignment_rows", "write_assignment
 
 FORMAT_VERSION = 1
 _CHUNK = 4096
-BASE_COLUMNS = ["crop_id", "source", "box_x", "box_y", "box_w", "box_h", "sprite", "layers"]
+BASE_COLUMNS = ["crop_id", "source", "box_x", "box_y", "box_w", "box_h", "sprite", "layers", "entry", "name"]
 PROVENANCE_STRINGS = ["file", "manifest", "canvas", "iiif_region", "label", "checksum"]
 PROVENANCE_COLUMNS = ["page", "file", "manifest", "canvas", "iiif_region", "label", "rotation", "checksum"]
 
@@ -75,16 +79,22 @@ def value_order(dec: h5py.File) -> list[str]:
     return [c for c in order if c in dec["values"]] + sorted(c for c in dec["values"] if c not in order)
 
 
-def assignment_rows(ingest: h5py.File, dec: h5py.File, backgrounds: int = 0) -> tuple[list[str], Iterator[dict[str, Any]]]:
+def assignment_rows(ingest: h5py.File, dec: h5py.File, backgrounds: int = 0, catalogue: Catalogue | None = None,
+                    unmatched: np.ndarray | None = None) -> tuple[list[str], Iterator[dict[str, Any]]]:
     """(columns, rows): one dict per crop, streamed from the open ingest.h5 and decompose.h5;
-    `backgrounds` is M, the model's background prototypes (0 = none)."""
+    `backgrounds` is M, the model's background prototypes (0 = none); `catalogue` the curation
+    applied (entry and name; none = every sprite its own entry); `unmatched` (N,) bool adds the
+    column `matched` (a project matched against a bank)."""
     n, L = dec["sprite"].shape
+    if catalogue is None:
+        catalogue = Catalogue("", np.arange(int(dec.attrs["sprites"])))
     values = value_order(dec)
     has_bkg = backgrounds > 0
     tcols = [(f"l{layer}_" if L > 1 else "") + c for layer in range(L) for c in values]
     meta = {name: read_strings(ds) for name, ds in ingest["metadata"].items()} if "metadata" in ingest else {}
     mcols = [f"meta_{name}" for name in meta]
-    columns = BASE_COLUMNS + (["background"] if has_bkg else []) + ["error", "margin"] + PROVENANCE_COLUMNS + mcols + tcols
+    columns = (BASE_COLUMNS + (["background"] if has_bkg else []) + ["error", "margin"]
+               + (["matched"] if unmatched is not None else []) + PROVENANCE_COLUMNS + mcols + tcols)
     sources = read_strings(ingest["source"])
     strings = {key: read_strings(ingest[key]) if key in ingest else [""] * n for key in PROVENANCE_STRINGS}
     page = ingest["page"][()] if "page" in ingest else np.zeros(n, np.int32)
@@ -101,9 +111,13 @@ def assignment_rows(ingest: h5py.File, dec: h5py.File, backgrounds: int = 0) -> 
                 row = {"crop_id": lo + i, "source": sources[lo + i], "box_x": int(box[i, 0]), "box_y": int(box[i, 1]),
                        "box_w": int(box[i, 2]), "box_h": int(box[i, 3]), "sprite": int(front[i]),
                        "layers": [int(s) for s in sprite[i]]}
+                entry = int(catalogue.entry_of_sprite[front[i]]) if front[i] >= 0 else -1
+                row["entry"], row["name"] = entry, catalogue.names.get(entry, "") if entry >= 0 else ""
                 if bkg is not None:
                     row["background"] = int(bkg[i])
                 row["error"], row["margin"] = _number(error[i]), _number(margin[i])
+                if unmatched is not None:
+                    row["matched"] = int(not unmatched[lo + i])
                 j = lo + i
                 row["page"] = int(page[j])
                 row.update({key: strings[key][j] for key in PROVENANCE_STRINGS if key != "checksum"})

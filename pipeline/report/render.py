@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 import pipeline
+from pipeline.catalogue.catalogue import NO_SPRITE, UNASSIGNED, UNMATCHED, Catalogue
 from pipeline.report.provenance import CARD_METADATA, Provenance
 from pipeline.report.thumbs import BACKGROUND_COLOUR, LAYER_COLOURS, display_size, palette
 
@@ -199,15 +200,31 @@ class ReportData:
     reseeds: list[dict] = field(default_factory=list)  # {"epoch", "sprite", "source", "reason"} in order
     restarts: list[dict] = field(default_factory=list)  # train.fill_budget = restarts: every run (runs.Restart)
     snapshots: list[dict] = field(default_factory=list)  # the prototypes as they formed: {"epoch", "sprites", "backgrounds"}
+    catalogue: Catalogue | None = None                 # the curation applied (names, merges, drops)
+    unmatched: np.ndarray | None = None                # (N,) bool: `sprites match` found no sprite that fits
+
+    group: np.ndarray = field(init=False)              # (N,) gallery: catalogue entry, NO_SPRITE, UNASSIGNED, UNMATCHED
+
+    def __post_init__(self):
+        if self.catalogue is None:
+            self.catalogue = Catalogue("", np.arange(self.K, dtype=np.int64))
+        self.group = self.catalogue.groups(self.front, self.unmatched)
+
+    def label(self, g: int) -> str:
+        return _SPECIAL_LABELS[g] if g < 0 else self.catalogue.label(g)
 
 
-def gallery_order(front: np.ndarray, error: np.ndarray) -> np.ndarray:
-    """Crop ids grouped by front sprite (−1 first), by error ascending within a group, then id."""
-    return np.lexsort((np.arange(len(front)), error, front))
+_SPECIAL_LABELS = {NO_SPRITE: "No sprite", UNASSIGNED: "Unassigned", UNMATCHED: "Unmatched"}
+_SPECIAL_PAGES = {NO_SPRITE: "empty", UNASSIGNED: "unassigned", UNMATCHED: "unmatched"}
+
+
+def gallery_order(group: np.ndarray, error: np.ndarray) -> np.ndarray:
+    """Crop ids grouped by gallery (the special groups first), by error ascending within a group, then id."""
+    return np.lexsort((np.arange(len(group)), error, group))
 
 
 def page_name(group: int, number: int) -> str:
-    stem = "empty" if group < 0 else f"sprite_{group:03d}"
+    stem = _SPECIAL_PAGES[group] if group < 0 else f"sprite_{group:03d}"
     return f"{stem}.html" if number <= 1 else f"{stem}_p{number}.html"
 
 
@@ -217,48 +234,68 @@ def _share(count: int, total: int) -> str:
 
 def _galleries(env, out: Path, final: Path, d: ReportData, order: np.ndarray, progress: bool) -> list[str]:
     n = len(d.front)
-    groups = np.split(order, np.searchsorted(d.front[order], np.arange(-1, d.K) + 0.5))
-    members = {g - 1: ids for g, ids in enumerate(groups[:-1])}     # group −1 .. K−1
-    shown = [k for k in range(d.K)] + ([-1] if len(members[-1]) else [])
+    cat = d.catalogue
+    groups = d.group[order]
+    members = {int(g): order[a:b] for g, a, b in _runs(groups)}
+    shown = cat.entries() + [g for g in (UNMATCHED, UNASSIGNED, NO_SPRITE) if g in members]
     colours = palette(d.K)
     thumb = display_size(d.size, 96)
     big = display_size(d.sprite_size, 128)
     page_dir = final / "sprites"
     pages = []
-
-    def label(k):
-        return "No sprite" if k < 0 else f"Sprite {k}"
-
-    total_pages = sum(max(1, -(-len(members[k]) // d.per_page)) for k in shown)
+    total_pages = sum(max(1, -(-len(members.get(g, ())) // d.per_page)) for g in shown)
     bar = tqdm(total=total_pages, desc="report pages", unit="page", disable=not progress, mininterval=0.5)
-    for pos, k in enumerate(shown):
-        ids = members[k]
+    for pos, g in enumerate(shown):
+        ids = members.get(g, np.zeros(0, np.int64))
         count = max(1, -(-len(ids) // d.per_page))
-        prev_k, next_k = (shown[pos - 1] if pos > 0 else None), (shown[pos + 1] if pos + 1 < len(shown) else None)
+        prev_g, next_g = (shown[pos - 1] if pos > 0 else None), (shown[pos + 1] if pos + 1 < len(shown) else None)
         med = float(np.median(d.error[ids])) if len(ids) else float("nan")
+        head = [] if g < 0 else [{"k": k, "img": f"../img/sprites/sprite_{k:03d}.png", "size": big, "colour": colours[k]}
+                                 for k in cat.members(g)]
+        curate = None if g < 0 else {"k": g, "name": cat.names.get(g, ""), "note": cat.notes.get(g, ""),
+                                     "merged": [k for k in cat.members(g) if k != g], "model": cat.model}
         for number in range(1, count + 1):
             chunk = ids[(number - 1) * d.per_page: number * d.per_page]
             cards = [{"id": int(i), **source_info(d.provenance, int(i), page_dir, "../", thumb),
                       "crop": f"../img/crops/{_crop(i, n)}", "recon": f"../img/recon/{_crop(i, n)}",
-                      "aligned": f"../img/aligned/{_crop(i, n)}", "sprite": k,
+                      "aligned": f"../img/aligned/{_crop(i, n)}", "sprite": int(d.front[i]),
                       "error": float(d.error[i]), "margin": float(d.margin[i])} for i in chunk]
-            p = pager(number, count, lambda m: page_name(k, m))
+            p = pager(number, count, lambda m: page_name(g, m))
             summary = (f"{len(ids):,} crop{'' if len(ids) == 1 else 's'} ({_share(len(ids), n)} of {n:,})"
-                       + (f" · median error {fmt_number(med, 3)}" if len(ids) else ""))
-            write_page(env, out / "sprites" / page_name(k, number), "sprite.html", **_common(d, "../", "sprite", True),
-                       heading=label(k), summary=summary, cards=cards, thumb=thumb,
+                       + (f" · median error {fmt_number(med, 3)}" if len(ids) else "")
+                       + (f" · {cat.notes[g]}" if g in cat.notes else ""))
+            write_page(env, out / "sprites" / page_name(g, number), "sprite.html", **_common(d, "../", "sprite", True),
+                       heading=d.label(g), summary=summary, cards=cards, thumb=thumb,
                        card_width=(4 if d.provenance.pages else 3) * thumb + 30,
-                       pager=p,
-                       sprite=None if k < 0 else {"k": k, "img": f"../img/sprites/sprite_{k:03d}.png", "size": big,
-                                                  "colour": colours[k]},
-                       prev_sprite=None if prev_k is None else {"href": page_name(prev_k, 1), "label": label(prev_k)},
-                       next_sprite=None if next_k is None else {"href": page_name(next_k, 1), "label": label(next_k)},
-                       nav_prev=p["prev"] or (page_name(prev_k, 1) if prev_k is not None else "../index.html"),
-                       nav_next=p["next"] or (page_name(next_k, 1) if next_k is not None else None))
-            pages.append(f"sprites/{page_name(k, number)}")
+                       pager=p, sprites=head, curate=curate, special=_SPECIAL_NOTES.get(g, ""),
+                       prev_sprite=None if prev_g is None else {"href": page_name(prev_g, 1), "label": d.label(prev_g)},
+                       next_sprite=None if next_g is None else {"href": page_name(next_g, 1), "label": d.label(next_g)},
+                       nav_prev=p["prev"] or (page_name(prev_g, 1) if prev_g is not None else "../index.html"),
+                       nav_next=p["next"] or (page_name(next_g, 1) if next_g is not None else None))
+            pages.append(f"sprites/{page_name(g, number)}")
             bar.update()
     bar.close()
     return pages
+
+
+_SPECIAL_NOTES = {
+    NO_SPRITE: "Every layer of these crops is empty.",
+    UNASSIGNED: "Crops explained by the sprites your curation drops (curation.toml).",
+    UNMATCHED: "No sprite of the bank explains these crops as well as it explains its own collection.",
+}
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _runs(sorted_values: np.ndarray):
+    """(value, start, end) of each run of equal values in a sorted array."""
+    if not len(sorted_values):
+        return []
+    cuts = np.flatnonzero(np.diff(sorted_values)) + 1
+    starts, ends = np.r_[0, cuts], np.r_[cuts, len(sorted_values)]
+    return [(sorted_values[a], a, b) for a, b in zip(starts, ends)]
 
 
 def _crop(i: int, n: int) -> str:
@@ -272,7 +309,20 @@ def _common(d: ReportData, root: str, page: str, keys: bool) -> dict[str, Any]:
 
 def gallery_href(d: ReportData, rank: np.ndarray, i: int, root: str = "") -> str:
     """Crop i's card in its sprite gallery, from a page at depth `root` ('' or '../')."""
-    return f"{root}sprites/{page_name(int(d.front[i]), int(rank[i]) // d.per_page + 1)}#c{i}"
+    return f"{root}sprites/{page_name(int(d.group[i]), int(rank[i]) // d.per_page + 1)}#c{i}"
+
+
+def sprite_page(d: ReportData, k: int) -> str:
+    """The gallery page that shows sprite k: its entry's, or the unassigned crops' when it is dropped."""
+    entry = int(d.catalogue.entry_of_sprite[k])
+    return page_name(entry if entry >= 0 else UNASSIGNED, 1)
+
+
+def sprite_caption(d: ReportData, k: int) -> str:
+    """'sprite 3', 'sprite 3 · long s' (the name of its entry)."""
+    entry = int(d.catalogue.entry_of_sprite[k]) if k >= 0 else -1
+    name = d.catalogue.names.get(entry, "") if entry >= 0 else ""
+    return ("no sprite" if k < 0 else f"sprite {k}") + (f" · {name}" if name else "")
 
 
 def _fit(width: int, height: int, side: int) -> tuple[int, int]:
@@ -318,7 +368,7 @@ def _page_views(env, out: Path, final: Path, d: ReportData, rank: np.ndarray) ->
             k = int(d.front[i])
             x, y, bw, bh = (int(v) for v in p.box[i])
             crops.append({"id": i, "box": p.outline(i), "colour": colours[k] if k >= 0 else "#888888",
-                          "sprite": "no sprite" if k < 0 else f"sprite {k}", "gallery": gallery_href(d, rank, i, "../"),
+                          "sprite": sprite_caption(d, k), "gallery": gallery_href(d, rank, i, "../"),
                           "xywh": f"{x}, {y}, {bw}, {bh}", "label": p.label[i], "error": float(d.error[i]),
                           "region": p.iiif_region[i]})
         info = source_info(p, first, final / "pages", "../", 0)
@@ -342,9 +392,15 @@ def _index(env, out: Path, final: Path, d: ReportData) -> None:
     counts = np.bincount(d.front[d.front >= 0].astype(np.int64), minlength=d.K)[:d.K].tolist()
     colours = palette(d.K)
     big = display_size(d.sprite_size, 128)
+    cat = d.catalogue
+    entry = cat.entry_of_sprite
     sprites = [{"k": k, "img": f"img/sprites/sprite_{k:03d}.png", "size": big, "colour": colours[k],
-                "count": counts[k], "share": _share(counts[k], n), "href": f"sprites/{page_name(k, 1)}"}
+                "count": counts[k], "share": _share(counts[k], n), "href": f"sprites/{sprite_page(d, k)}",
+                "name": cat.names.get(int(entry[k]), "") if entry[k] >= 0 else "",
+                "status": "dropped" if entry[k] < 0 else (f"merged into {int(entry[k])}" if entry[k] != k else "")}
                for k in range(d.K)]
+    special = [{"label": d.label(g), "count": int((d.group == g).sum()), "href": f"sprites/{page_name(g, 1)}"}
+               for g in (UNMATCHED, UNASSIGNED) if (d.group == g).any()]
     bcounts = np.bincount(d.background.astype(np.int64).clip(0), minlength=d.M)[:d.M].tolist() if d.M else []
     backgrounds = [{"m": m, "img": f"img/sprites/background_{m}.png", "size": display_size(d.size, 128),
                     "count": bcounts[m]} for m in range(d.M)]
@@ -353,12 +409,14 @@ def _index(env, out: Path, final: Path, d: ReportData) -> None:
                 "description": e["description"]} for e in d.exports]
     write_page(env, out / "index.html", "index.html", **_common(d, "", "index", False),
                lede=d.lede, sprites=sprites, backgrounds=backgrounds,
-               empty={"count": empty, "href": f"sprites/{page_name(-1, 1)}"} if empty else None,
+               empty={"count": empty, "href": f"sprites/{page_name(NO_SPRITE, 1)}"} if empty else None,
+               special=special, curation={"source": cat.source, "warning": cat.warning, "notice": cat.notice, "model": cat.model,
+                                          "entries": len(cat.entries())},
                loss=loss_chart(d.steps, d.losses),
                usage=usage_chart(counts, colours, [s["href"] for s in sprites]),
                facts=[{"label": a, "value": b} for a, b in d.facts], config_text=d.config_text,
-               reseeds=[{**r, "href": f"sprites/{page_name(r['sprite'], 1)}",
-                         "source_href": f"sprites/{page_name(r['source'], 1)}"} for r in d.reseeds],
+               reseeds=[{**r, "href": f"sprites/{sprite_page(d, r['sprite'])}",
+                         "source_href": f"sprites/{sprite_page(d, r['source'])}"} for r in d.reseeds],
                restarts=d.restarts, snapshots=d.snapshots, snap_size=display_size(d.sprite_size, 40),
                skipped=[{"source": s, "reason": r} for s, r in d.skipped], exports=exports)
 
@@ -390,11 +448,11 @@ def _reconstructions(env, out: Path, final: Path, d: ReportData, rank: np.ndarra
             caption = f"layer {l + 1} · {what}" if d.L > 1 else what
             cells.append(_cell(f"{stem}_layer{l}.png", f"layer {l + 1} of crop {i}: {what}", caption,
                                colours[k] if k >= 0 else None, True))
-        group = int(d.front[i])
+        group = int(d.group[i])
         gallery = gallery_href(d, rank, i)
         rows.append({"id": i, **source_info(d.provenance, i, final, "", size),
                      "error": float(d.error[i]), "gallery": gallery, "cells": cells,
-                     "group": f"sprite {group}" if group >= 0 else "no sprite"})
+                     "group": _lower_first(d.label(group))})
     write_page(env, out / "reconstructions.html", "reconstructions.html", **_common(d, "", "reconstructions", False),
                rows=rows, size=size, masks=d.transparent, card_width=min(n_cells * (size + 6) + 18, 1290),
                legend_sprites=[{"k": k, "colour": c} for k, c in enumerate(colours)],
@@ -405,9 +463,9 @@ def _reconstructions(env, out: Path, final: Path, d: ReportData, rank: np.ndarra
 def render_report(env, out: Path, final: Path, d: ReportData, progress: bool = False) -> list[str]:
     """Write every page into `out`; links to source images are computed from `final` (where
     the folder will live). Returns the pages written, relative to the report folder."""
-    order = gallery_order(d.front, d.error)
+    order = gallery_order(d.group, d.error)
     rank = np.empty(len(order), dtype=np.int64)
-    starts = np.searchsorted(d.front[order], d.front[order], side="left")
+    starts = np.searchsorted(d.group[order], d.group[order], side="left")
     rank[order] = np.arange(len(order)) - starts
     pages = _galleries(env, out, final, d, order, progress)
     _index(env, out, final, d)

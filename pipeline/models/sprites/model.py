@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from pipeline.core.config import ModelConfig
-from pipeline.models.base import DataShape, Model
+from pipeline.errors import SpritesError
+from pipeline.models.base import DataShape, Model, StartBank
 from pipeline.models.sprites.compositor import composite, fixed_occlusion, occlusion_from_logits
 from pipeline.models.sprites.decomposition import Decomposition, Rendered
 from pipeline.models.sprites.encoder import Encoder
@@ -43,7 +44,6 @@ def _options(cfg: ModelConfig) -> dict:
 
 def check_model_config(cfg: ModelConfig, size: int) -> None:
     """Fail before training with a message saying what to change."""
-    from pipeline.errors import SpritesError
     for key in ("transforms", "layer_transforms", "background_transforms"):
         for name in getattr(cfg, key):
             try:
@@ -95,6 +95,28 @@ def _area_resize(t: torch.Tensor | None, side: int) -> torch.Tensor | None:
     return nn.functional.interpolate(flat, size=(side, side), mode="area").view(*t.shape[:-2], side, side)
 
 
+def _from_start(start: StartBank, protos: torch.Tensor, masks: torch.Tensor | None,
+                bkg: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The first E sprites (and the backgrounds) replaced by a curated bank's pictures, resized to
+    the model's sizes. A bank without masks gives opaque sprites (mask 1)."""
+    E, K = len(start.colours), protos.shape[0]
+    if E > K:
+        raise SpritesError(f"the curation keeps {E} entries but model.sprites is {K}: set model.sprites to {E} or more")
+    protos = protos.clone()
+    protos[:E] = _resized(start.colours, protos.shape[-1])
+    if masks is not None:
+        masks = masks.clone()
+        masks[:E] = 1.0 if start.masks is None else _resized(start.masks, masks.shape[-1])
+    if bkg is not None and start.backgrounds is not None and len(start.backgrounds) == bkg.shape[0]:
+        bkg = _resized(start.backgrounds, bkg.shape[-1])
+    return protos, masks, bkg
+
+
+def _resized(images, side: int) -> torch.Tensor:
+    t = torch.as_tensor(images, dtype=torch.float32)
+    return t if t.shape[-1] == side else nn.functional.interpolate(t, size=(side, side), mode="bilinear", align_corners=False)
+
+
 class SpriteModel(SpriteImages, PredictedSelection, SpriteTraining, SpriteRecord, Model):
     """The `sprites` model kind (`pipeline.models.base.Model`)."""
 
@@ -105,9 +127,11 @@ class SpriteModel(SpriteImages, PredictedSelection, SpriteTraining, SpriteRecord
         check_model_config(cfg.model, shape.size)
 
     @classmethod
-    def build(cls, cfg, shape: DataShape, crops: torch.Tensor | None = None) -> "SpriteModel":
+    def build(cls, cfg, shape: DataShape, crops: torch.Tensor | None = None, start: StartBank | None = None) -> "SpriteModel":
         """With `crops` (N, C, S, S) uint8: the backgrounds start as the mean of 100 crops and, with
-        model.sprite_init = samples, the sprites as k-means++ seeds; the seed is train.seed."""
+        model.sprite_init = samples, the sprites as k-means++ seeds; the seed is train.seed. With
+        `start` (a curated bank of E entries): sprites 0..E−1 start as its pictures (colours and
+        masks), the others as above; its backgrounds replace the data's."""
         if crops is None:
             return cls(cfg.model, shape.channels, shape.size)
         g = torch.Generator().manual_seed(cfg.train.seed)
@@ -116,11 +140,11 @@ class SpriteModel(SpriteImages, PredictedSelection, SpriteTraining, SpriteRecord
         seeds = seed_sprites(crops, cfg.model.sprites, g) if cfg.model.sprite_init == "samples" else None
         ring = torch.cat([sample[..., 0, :], sample[..., -1, :], sample[..., 1:-1, 0], sample[..., 1:-1, -1]], -1)
         return cls(cfg.model, shape.channels, shape.size, init_images=seeds, mean_image=sample.mean(0),
-                   border_colour=ring.transpose(0, 1).flatten(1).median(1).values)
+                   border_colour=ring.transpose(0, 1).flatten(1).median(1).values, start=start)
 
     def __init__(self, cfg: ModelConfig, channels: int, size: int,
                  init_images: torch.Tensor | None = None, mean_image: torch.Tensor | None = None,
-                 border_colour: torch.Tensor | None = None):
+                 border_colour: torch.Tensor | None = None, start: StartBank | None = None):
         super().__init__()
         check_model_config(cfg, size)
         self.cfg, self.C, self.H = cfg, channels, size
@@ -156,6 +180,8 @@ class SpriteModel(SpriteImages, PredictedSelection, SpriteTraining, SpriteRecord
                 bkg = border_colour.float().view(1, channels, 1, 1).expand(self.M, channels, b, b).clone()
             else:
                 bkg = torch.full((self.M, channels, b, b), 0.5)
+        if start is not None:
+            protos, masks, bkg = _from_start(start, protos, masks, bkg)
         self._init_images(cfg.generator, protos, masks, bkg)
 
         self.encoder = Encoder(channels, size, cfg.encoder_width, cfg.encoder_blocks, cfg.encoder_pool)
