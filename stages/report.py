@@ -18,14 +18,14 @@ from pipeline.catalogue.start import note_retrain
 from pipeline.core.fingerprint import stable_hash
 from pipeline.core.store import string_dataset, write_stage
 from pipeline.report.build import (clean_leftovers, report_data, reusable_thumbs, swap, template_inputs, thumbs_key,
-                                   write_bank_and_sample, write_exports, write_snapshots, write_thumbs)
+                                   trust_signals, write_bank_and_sample, write_exports, write_snapshots, write_thumbs)
 from pipeline.report.provenance import read_provenance, write_page_thumbs
 from pipeline.report.render import environment, render_report
 
 NAME = "report"
 DEPS = ("ingest", "train", "decompose")
 PARAMS = ("report",)
-VERSION = 3   # 2: reads the pictures and the bank from decompose.h5; 3: the catalogue (curation.toml)
+VERSION = 4   # 2: reads the pictures and the bank from decompose.h5; 3: the catalogue (curation.toml); 4: deviation, uncertain queue
 
 
 def _bank_root(project, cfg):
@@ -65,7 +65,8 @@ def run(ctx) -> None:
             catalogue = build_catalogue(curation, model["sprites"], model_id(train_attrs),
                                         renamed_names(train_attrs, curation))
             unmatched = dec["error"][()] > float(train_attrs["match_threshold"]) if "match_threshold" in train_attrs else None
-            exports = write_exports(ctx, ing, dec, model, catalogue, unmatched)
+            trust = trust_signals(ing, dec, ctx.config.report.family_threshold)
+            exports = write_exports(ctx, ing, dec, model, catalogue, unmatched, trust)
             key = thumbs_key(ctx, n)
             reuse = reusable_thumbs(report_dir, key)
             if not reuse:
@@ -76,10 +77,10 @@ def run(ctx) -> None:
             write_page_thumbs(ing, tmp, provenance)
             snapshots = write_snapshots(tmp / "img", tr)
             data = report_data(ctx, ing, dec, tr, model, train_attrs, sample, exports, provenance, snapshots,
-                               catalogue, unmatched)
+                               catalogue, unmatched, trust)
         pages = render_report(environment(project.root), tmp, report_dir, data, progress=ctx.progress)
         if reuse:
-            for name in ("crops", "recon", "aligned", "thumbs.json"):
+            for name in ("crops", "recon", "aligned", "deviation", "thumbs.json"):
                 os.replace(report_dir / "img" / name, tmp / "img" / name)
         swap(tmp, report_dir)
     except BaseException:

@@ -37,7 +37,8 @@ def _assert_clean(check):
 
 def test_every_page_loads_clean(browser, glyphs):
     report = glyphs.report_dir
-    pages = [report / "index.html", report / "reconstructions.html", *sorted((report / "sprites").glob("*.html"))]
+    pages = [report / "index.html", report / "reconstructions.html", report / "uncertain.html",
+             *sorted((report / "sprites").glob("*.html"))]
     for page in pages:
         check = load(browser, page)
         _assert_clean(check)
@@ -73,7 +74,8 @@ def test_links_from_index_and_a_sprite_page(browser, glyphs):
 
 def test_hostile_names_render_as_text(browser, hostile):
     report = hostile.report_dir
-    pages = [report / "index.html", report / "reconstructions.html", *sorted((report / "sprites").glob("*.html"))]
+    pages = [report / "index.html", report / "reconstructions.html", report / "uncertain.html",
+             *sorted((report / "sprites").glob("*.html"))]
     text = ""
     for page in pages:
         check = load(browser, page)

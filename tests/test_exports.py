@@ -106,6 +106,9 @@ def test_masks_h5_for_objects(coins):
             np.testing.assert_array_equal(f[key][()], d[key])
         assert f["semantic"][()].max() <= coins.config().model.sprites
         assert f.attrs["stage"] == "report" and "config_json" in f.attrs and "sprites_version" in f.attrs
+        family = json.loads((coins.exports_dir / "catalogue.json").read_text())["family_of_sprite"]
+        table = np.array([0] + [k + 1 for k in family], np.uint8)     # sprite k → its family
+        np.testing.assert_array_equal(f["family"][()], table[d["semantic"]])
 
 
 def test_no_masks_for_clustering(glyphs):

@@ -3,8 +3,8 @@ AnnotationPage per page (canvas, image or PDF page), an AnnotationCollection ove
 local images — a IIIF manifest whose canvases are the images, so a IIIF viewer served from a web
 server shows the pages with their annotations.
 
-Built and checked with `iiif-prezi3` (the IIIF community's Presentation 3 models): every page and
-the manifest are validated objects before they are written.
+Checked with `iiif-prezi3` (the IIIF community's Presentation 3 models): every page, the collection
+and the manifest are validated by its model of their type before they are written.
 
 * Each annotation: motivation `classifying` + `tagging`; body = the entry's name (purpose
   tagging, when named) and `sprite K` (purpose classifying); target = the page's canvas with the
@@ -99,49 +99,55 @@ def _reference(uri: str, kind: str) -> dict:
     return {"id": uri, "type": kind}
 
 
+_CONTEXT = "http://iiif.io/api/presentation/3/context.json"
+
+
+def _validated(doc: dict, model) -> dict:
+    """`doc` checked by iiif-prezi3's model of its type (raises on a bad id, type or field), with the context first."""
+    model.model_validate(doc)
+    return {"@context": _CONTEXT, **doc}
+
+
 def _annotation_page(page: _Page, page_id: str, crops: list[int], box: np.ndarray, front: np.ndarray,
                      catalogue: Catalogue, collection_id: str, prev_id: str | None, next_id: str | None) -> dict:
-    from iiif_prezi3 import Annotation, AnnotationPage
+    from iiif_prezi3 import AnnotationPage
 
     items = []
     for i in crops:
         k = int(front[i])
         x, y, w, h = (int(v) for v in box[i])
         entry = int(catalogue.entry_of_sprite[k])
-        body = [{"type": "TextualBody", "value": f"sprite {k}", "purpose": "classifying", "format": "text/plain"}]
+        body = [{"type": "TextualBody", "value": f"sprite {k}", "format": "text/plain", "purpose": "classifying"}]
         if entry >= 0 and catalogue.names.get(entry):
-            body.insert(0, {"type": "TextualBody", "value": catalogue.names[entry], "purpose": "tagging",
-                            "format": "text/plain"})
-        items.append(Annotation(id=f"{page_id}#crop-{i}", motivation=["classifying", "tagging"], body=body,
-                                target=f"{page.target}{'&' if '#' in page.target else '#'}xywh={x},{y},{w},{h}"))
-    doc = json.loads(AnnotationPage(id=page_id, label={"none": [page.label]}, items=items).jsonld())
-    doc["partOf"] = [_reference(collection_id, "AnnotationCollection")]
+            body.insert(0, {"type": "TextualBody", "value": catalogue.names[entry], "format": "text/plain",
+                            "purpose": "tagging"})
+        items.append({"id": f"{page_id}#crop-{i}", "type": "Annotation", "motivation": ["classifying", "tagging"],
+                      "body": body, "target": f"{page.target}{'&' if '#' in page.target else '#'}xywh={x},{y},{w},{h}"})
+    doc = {"id": page_id, "type": "AnnotationPage", "label": {"none": [page.label]}, "items": items,
+           "partOf": [_reference(collection_id, "AnnotationCollection")]}
     if prev_id:
         doc["prev"] = _reference(prev_id, "AnnotationPage")
     if next_id:
         doc["next"] = _reference(next_id, "AnnotationPage")
-    AnnotationPage.model_validate({k: v for k, v in doc.items() if k != "@context"})   # what we add must validate too
-    return doc
+    return _validated(doc, AnnotationPage)
 
 
 def _manifest(pages: list[_Page], page_ids: list[str], manifest_id: str, title: str) -> dict | None:
-    """A manifest of the local images (one canvas each, its annotation page referenced), or None."""
-    from iiif_prezi3 import Canvas, Manifest
+    """A manifest of the local images (one canvas each, its image painted on it, its annotation page
+    referenced), or None."""
+    from iiif_prezi3 import Manifest
 
-    shown = [(p, pid) for p, pid in zip(pages, page_ids) if p.image]
-    if not shown:
+    canvases = []
+    for n, (page, pid) in enumerate((p, pid) for p, pid in zip(pages, page_ids) if p.image):
+        size = {"height": page.height, "width": page.width}
+        painting = {"id": f"{manifest_id}/canvas/{n}/image", "type": "Annotation", "motivation": "painting",
+                    "body": {"id": page.image, "type": "Image", **size, "format": page.mime}, "target": page.target}
+        canvases.append({"id": page.target, "type": "Canvas", "label": {"none": [page.label]}, **size,
+                         "items": [{"id": f"{manifest_id}/canvas/{n}/page", "type": "AnnotationPage", "items": [painting]}],
+                         "annotations": [_reference(pid, "AnnotationPage")]})
+    if not canvases:
         return None
-    canvases = []   # built apart and handed over at once: Manifest.make_canvas rescans its list per call
-    for n, (page, _) in enumerate(shown):
-        canvas = Canvas(id=page.target, label={"none": [page.label]}, width=page.width, height=page.height)
-        canvas.add_image(image_url=page.image, anno_page_id=f"{manifest_id}/canvas/{n}/page",
-                         anno_id=f"{manifest_id}/canvas/{n}/image", format=page.mime, width=page.width, height=page.height)
-        canvases.append(canvas)
-    doc = json.loads(Manifest(id=manifest_id, label={"none": [title]}, items=canvases).jsonld())
-    for canvas, (_, pid) in zip(doc["items"], shown):
-        canvas["annotations"] = [_reference(pid, "AnnotationPage")]
-    Manifest.model_validate({k: v for k, v in doc.items() if k != "@context"})
-    return doc
+    return _validated({"id": manifest_id, "type": "Manifest", "label": {"none": [title]}, "items": canvases}, Manifest)
 
 
 def write_annotations(folder: Path, ing, front: np.ndarray, catalogue: Catalogue, *, base: str, project_root: Path,
@@ -170,16 +176,15 @@ def write_annotations(folder: Path, ing, front: np.ndarray, catalogue: Catalogue
             doc = _annotation_page(pages[r], page_ids[r], by_page[r], box, front, catalogue, collection_id,
                                    page_ids[rows[pos - 1]] if pos else None,
                                    page_ids[rows[pos + 1]] if pos + 1 < len(rows) else None)
-            (tmp / f"page_{r:06d}.json").write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
+            (tmp / f"page_{r:06d}.json").write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
             written.append(f"{ANNOTATIONS_DIR}/page_{r:06d}.json")
-        collection = {"@context": "http://iiif.io/api/presentation/3/context.json", "id": collection_id,
-                      "type": "AnnotationCollection", "label": {"none": [f"{title}: sprites"]},
+        from iiif_prezi3 import AnnotationCollection
+        collection = {"id": collection_id, "type": "AnnotationCollection", "label": {"none": [f"{title}: sprites"]},
                       "total": int(sum(len(v) for v in by_page.values()))}
         if rows:
             collection["first"] = _reference(page_ids[rows[0]], "AnnotationPage")
             collection["last"] = _reference(page_ids[rows[-1]], "AnnotationPage")
-        from iiif_prezi3 import AnnotationCollection
-        AnnotationCollection.model_validate({k: v for k, v in collection.items() if k != "@context"})
+        collection = _validated(collection, AnnotationCollection)
         (tmp / "collection.json").write_text(json.dumps(collection, ensure_ascii=False, indent=1), encoding="utf-8")
         written.append(f"{ANNOTATIONS_DIR}/collection.json")
         manifest = _manifest([pages[r] for r in rows], [page_ids[r] for r in rows], f"{prefix}manifest.json", title)

@@ -156,6 +156,7 @@ class DecomposeConfig:
 class ReportConfig:
     per_page: int = option(200, "crops per page in a sprite's gallery", low=1)
     reconstructions: int = option(48, "number of images shown layer by layer", low=0, high=256)
+    family_threshold: float = option(0.2, "sprite families: sprites whose shapes, once turned, mirrored, scaled and centred to match, differ by at most this (1 − soft IoU) on average form one family (0 = no families)", low=0, high=1, added=True)
     iiif_base: str = option("http://localhost:8000/", "web address where the folder holding the project and its images is served; the ids of exports/annotations (IIIF) are minted under it", added=True)
 
 

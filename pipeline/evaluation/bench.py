@@ -341,6 +341,10 @@ def quality_bench(name: str, minutes: float | None = None, count: int | None = N
         m = scores["masks"]
         line.update(ari_fg=m["ari_fg"], ari_all=m["ari"], fg_iou=m.get("fg_iou"), miou=m.get("miou"), macc=m.get("macc"),
                     miou_nobkg=m.get("miou_nobkg"), macc_nobkg=m.get("macc_nobkg"))
+    f = scores.get("families") or {}
+    if f.get("clustering") or f.get("masks"):
+        line.update(families=f["count"], family_acc=(f.get("clustering") or {}).get("acc"),
+                    family_miou=(f.get("masks") or {}).get("miou"), family_macc=(f.get("masks") or {}).get("macc"))
     line["eval"] = scores.get("path")
     path = project.exports_dir / "bench.json"
     from pipeline.evaluation.evaluate import _json_safe, _write_json
@@ -363,6 +367,10 @@ def format_quality(line: dict[str, Any]) -> str:
     if "ari_fg" in line:
         parts.append(f"ari-fg {pct(line['ari_fg'])}  fg-iou {pct(line.get('fg_iou'))}  miou {pct(line.get('miou'))}  "
                      f"macc {pct(line.get('macc'))}")
+    if "families" in line:
+        parts.append(f"{line['families']} families: " + "  ".join(
+            f"{label} {pct(line[key])}" for label, key in (("acc", "family_acc"), ("miou", "family_miou"), ("macc", "family_macc"))
+            if line.get(key) is not None))
     parts.append(f"wall {line['wall_s'] / 60:.1f} min")
     parts.append(f"peak RSS {line['peak_rss_mb']:.0f} MB")
     return "  |  ".join(parts)

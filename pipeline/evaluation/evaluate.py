@@ -409,7 +409,8 @@ def _truth_rows(gt: np.ndarray, r: np.ndarray, same: np.ndarray, ids: np.ndarray
 
 
 def _mask_scores(dec, crop_ids: np.ndarray, rows: np.ndarray, truth: dict[str, Any], size: int,
-                 geom: dict[str, Any], K: int, notes: list[str]) -> dict[str, Any]:
+                 geom: dict[str, Any], K: int, notes: list[str], family: np.ndarray | None = None) -> dict[str, Any]:
+    """`family` (K,): score the predicted semantic masks with each sprite replaced by its family."""
     from pipeline.evaluation.metrics import _semantic_from_hist, ari_per_image, confusion
     gt_inst = truth["instance"]
     gt_sem = truth["semantic"]
@@ -455,6 +456,8 @@ def _mask_scores(dec, crop_ids: np.ndarray, rows: np.ndarray, truth: dict[str, A
         v_all.append(a), ok_all.append(sa), v_fg.append(f), ok_fg.append(sf)
         if with_sem:
             p_sem = _rows(dec["semantic"], ids)
+            if family is not None:
+                p_sem = np.concatenate([[0], np.asarray(family) + 1])[p_sem]
             t_sem = _truth_rows(gt_sem, r, same, ids, size, geom)
             top = int(p_sem.max(initial=0)) + 1
             if top > n_p:  # more predicted classes than K + 1: widen the table
@@ -581,6 +584,9 @@ def evaluate(project: Project | str | Path, labels: Path | str | None = None,
         "counts": {},
         "notes": [],
     }
+    family = _families(project)
+    if family is not None:
+        result["families"] = {"count": int(len(np.unique(family))), "family_of_sprite": family.tolist()}
     with h5py.File(dec_path, "r") as dec:
         K = int(dec.attrs.get("sprites", 0))
         n_dec = dec["front"].shape[0] if "front" in dec else -1
@@ -605,11 +611,17 @@ def evaluate(project: Project | str | Path, labels: Path | str | None = None,
             result["labels_file"] = str(labels)
             result["counts"]["labels"] = counts
             result["clustering"] = scores
+            if family is not None:
+                fam_front = np.where(front >= 0, family[np.maximum(front, 0)], -1)
+                result["families"]["clustering"] = _clustering(fam_front, values[rows], n_classes, K)
         if truth_masks is not None:
             crop_ids, rows, counts = _join(crop_sources, truth_masks["source"], root, "masks", str(masks))
             result["masks_file"] = str(masks)
             result["counts"]["masks"] = counts
             result["masks"] = _mask_scores(dec, crop_ids, rows, truth_masks, size, geom, K, result["notes"])
+            if family is not None and "macc" in result["masks"]:
+                fam = _mask_scores(dec, crop_ids, rows, truth_masks, size, geom, K, [], family)
+                result["families"]["masks"] = {k: fam[k] for k in ("acc", "miou", "macc", "miou_nobkg", "macc_nobkg") if k in fam}
     if result["decompose"]["state"] == "stale":
         result["notes"].append("decompose is stale (" + "; ".join(result["decompose"]["reasons"]) +
                                "): these scores are for the last decomposition; `sprites run all` updates it")
@@ -618,6 +630,16 @@ def evaluate(project: Project | str | Path, labels: Path | str | None = None,
     _write_json(path, result)
     result["path"] = str(path)
     return result
+
+
+def _families(project: Project) -> np.ndarray | None:
+    """(K,) the family of each sprite from exports/catalogue.json (written by the report), or None."""
+    try:
+        data = json.loads((project.exports_dir / "catalogue.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    family = data.get("family_of_sprite")
+    return np.asarray(family, dtype=np.int64) if family else None
 
 
 def _pct(v: Any) -> str:
@@ -644,6 +666,14 @@ def format_summary(result: dict[str, Any]) -> list[str]:
             line += (f"  miou {_pct(m['miou'])}  macc {_pct(m['macc'])}"
                      f"  (no bkg: miou {_pct(m['miou_nobkg'])}  macc {_pct(m['macc_nobkg'])})")
         lines.append(line + f"  (n = {m['n_images']} images)")
+    f = result.get("families")
+    if f and (f.get("clustering") or f.get("masks")):
+        parts = [f"families: {f['count']}"]
+        if f.get("clustering"):
+            parts.append(f"acc {_pct(f['clustering']['acc'])} %  nmi {_pct(f['clustering']['nmi'])}")
+        if f.get("masks"):
+            parts.append(f"miou {_pct(f['masks'].get('miou'))}  macc {_pct(f['masks'].get('macc'))}")
+        lines.append("  ".join(parts))
     for kind, counts in result.get("counts", {}).items():
         missing = []
         if counts.get("crops_without_ground_truth"):

@@ -56,6 +56,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline.models.layers import front_layer   # noqa: F401 (part of this module's interface)
+
 __all__ = ["DataShape", "Clock", "Record", "Prototypes", "StartBank", "Model", "front_layer"]
 
 
@@ -134,15 +136,6 @@ class Prototypes:
     colours: np.ndarray
     masks: np.ndarray | None = None
     backgrounds: np.ndarray | None = None
-
-
-def front_layer(sprite: np.ndarray, occlusion: np.ndarray) -> np.ndarray:
-    """The front-most non-empty layer of each crop: sprite (B, L), occlusion (B, L, L) → (B,):
-    among non-empty layers, the one in front of the most others (layer 0 when all are empty)."""
-    nonempty = sprite >= 0
-    depth = (occlusion.astype(np.int64) * nonempty[:, None, :]).sum(2) + 1
-    depth = np.where(nonempty, depth, 0)
-    return depth.argmax(1)
 
 
 class Model(nn.Module):

@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -31,11 +32,14 @@ from pipeline.report.exports import assignment_rows, atomic_path, write_assignme
 from pipeline.report.render import ReportData, fmt_duration, fmt_number
 from pipeline.core.sample import spread_ids
 from pipeline.report.thumbs import rgba, sample_pictures, sprite_bank, to_hwc, write_png
+from pipeline.trust.deviation import GRID, coarse_maps, deviation_maps, deviation_scores, heat_rgb
+from pipeline.trust.families import families, family_distances, family_of_sprite, shapes
+from pipeline.trust.uncertain import doubt_scores, front_runner_up
 
 __all__ = ["THUMBS_VERSION", "crop_name", "template_inputs", "clean_leftovers", "thumbs_key", "reusable_thumbs",
-           "write_thumbs", "swap", "write_exports", "write_bank_and_sample", "write_snapshots", "report_data"]
+           "write_thumbs", "deviations", "swap", "write_exports", "write_bank_and_sample", "write_snapshots", "report_data"]
 
-THUMBS_VERSION = 1   # bump when the thumbnails' pixels change
+THUMBS_VERSION = 2   # bump when the thumbnails' pixels change (2: img/deviation)
 _CHUNK = 512         # crops per streaming step
 
 
@@ -84,9 +88,10 @@ def reusable_thumbs(report_dir: Path, key: dict) -> bool:
 
 
 def write_thumbs(img: Path, ing: h5py.File, dec: h5py.File, progress: bool = False, threads: int = 0) -> None:
-    """img/crops, img/recon and img/aligned (the front sprite as placed, RGBA), as decompose stored them."""
+    """img/crops, img/recon, img/aligned (the front sprite as placed, RGBA), as decompose stored
+    them, and img/deviation (where each crop differs from its aligned sprite)."""
     n, C = ing["crops"].shape[0], ing["crops"].shape[1]
-    folders = [img / "crops", img / "recon", img / "aligned"]
+    folders = [img / "crops", img / "recon", img / "aligned", img / "deviation"]
     for f in folders:
         f.mkdir(parents=True, exist_ok=True)
     pool = ThreadPoolExecutor(_threads(threads))
@@ -106,8 +111,9 @@ def write_thumbs(img: Path, ing: h5py.File, dec: h5py.File, progress: bool = Fal
                     f.result()
                 half = max(1, (hi - lo) // 2)
                 jobs = []
+                deviation = [heat_rgb(m) for m in deviation_maps(crops, recon)]
                 for folder, arrays in ((folders[0], [to_hwc(a) for a in crops]), (folders[1], [to_hwc(a) for a in recon]),
-                                       (folders[2], [rgba(a[:C], a[C:]) for a in aligned])):
+                                       (folders[2], [rgba(a[:C], a[C:]) for a in aligned]), (folders[3], deviation)):
                     jobs += [(folder, arrays[:half], lo), (folder, arrays[half:], lo + half)]
                 pending = [pool.submit(save, job) for job in jobs]
                 bar.update(hi - lo)
@@ -115,6 +121,41 @@ def write_thumbs(img: Path, ing: h5py.File, dec: h5py.File, progress: bool = Fal
                 f.result()
     finally:
         pool.shutdown(wait=True)
+
+
+def deviations(ing: h5py.File, dec: h5py.File) -> tuple[np.ndarray, np.ndarray]:
+    """Every crop's deviation score (N,) and coarse deviation map (N, GRID²), streamed in chunks."""
+    n = ing["crops"].shape[0]
+    scores, coarse = np.zeros(n, np.float32), np.zeros((n, GRID * GRID), np.float32)
+    for lo in range(0, n, _CHUNK):
+        maps = deviation_maps(ing["crops"][lo:lo + _CHUNK], dec["recon"][lo:lo + _CHUNK])
+        scores[lo:lo + len(maps)] = deviation_scores(maps)
+        coarse[lo:lo + len(maps)] = coarse_maps(maps)
+    return scores, coarse
+
+
+@dataclass
+class TrustSignals:
+    """Per crop: deviation score (N,), coarse deviation map (N, GRID²), the front layer's runner-up
+    sprite (N,) and the uncertain queue's doubt (N,)."""
+    deviation: np.ndarray
+    coarse: np.ndarray
+    runner_up: np.ndarray
+    doubt: np.ndarray
+    families: list[list[int]]           # sprite families (pipeline.trust.families), each a sorted list of sprite ids
+    family_of_sprite: np.ndarray        # (K,) the smallest sprite id of each sprite's family
+    family_threshold: float
+
+
+def trust_signals(ing: h5py.File, dec: h5py.File, family_threshold: float) -> TrustSignals:
+    scores, coarse = deviations(ing, dec)
+    runner = front_runner_up(dec["sprite"][()], dec["runner_up"][()], dec["occlusion"][()])
+    colours, masks, _ = sprite_bank(dec)
+    K = len(colours)
+    groups = (families(family_distances(shapes(colours, masks)), family_threshold) if family_threshold > 0
+              else [[k] for k in range(K)])
+    return TrustSignals(scores, coarse, runner, doubt_scores(dec["margin"][()], dec["error"][()]), groups,
+                        family_of_sprite(groups, K), family_threshold)
 
 
 def swap(tmp: Path, final: Path) -> None:
@@ -130,11 +171,15 @@ def export_attrs(ctx) -> dict:
     return {k: ctx.meta[k] for k in keep if k in ctx.meta}
 
 
-def write_exports(ctx, ing, dec, model: dict, catalogue: Catalogue, unmatched: np.ndarray | None = None) -> list[str]:
-    """exports/: assignments.csv/.json, catalogue.json, masks.h5 (transparent models), sprites/*.png."""
+def write_exports(ctx, ing, dec, model: dict, catalogue: Catalogue, unmatched: np.ndarray | None = None,
+                  trust: TrustSignals | None = None) -> list[str]:
+    """exports/: assignments.csv/.json, catalogue.json, annotations/, masks.h5 (transparent models), sprites/*.png."""
     cfg, exports, n = ctx.config, ctx.project.exports_dir, ing["crops"].shape[0]
     K, L, M = model["sprites"], model["layers"], model["backgrounds"]
-    columns, rows = assignment_rows(ing, dec, backgrounds=M, catalogue=catalogue, unmatched=unmatched)
+    numbers = {} if trust is None else {"deviation": trust.deviation, "doubt": trust.doubt}
+    family = None if trust is None else trust.family_of_sprite
+    columns, rows = assignment_rows(ing, dec, backgrounds=M, catalogue=catalogue, unmatched=unmatched, numbers=numbers,
+                                    family=family)
     header = {"sprites": K, "layers": L, "backgrounds": M, "count": n, "model": catalogue.model,
               "curation": catalogue.source, "size": int(ing["crops"].shape[-1]),
               "images_root": str(ing.attrs.get("images_root", "")), "config": cfg.to_dict()}
@@ -143,12 +188,15 @@ def write_exports(ctx, ing, dec, model: dict, catalogue: Catalogue, unmatched: n
         summary = catalogue.summary(dec["front"][()])
         if unmatched is not None:
             summary["unmatched"] = int(unmatched.sum())
+        if trust is not None:
+            summary.update(families=trust.families, family_of_sprite=trust.family_of_sprite.tolist(),
+                           family_threshold=trust.family_threshold)
         tmp.write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     written = ["assignments.csv", "assignments.json", "catalogue.json"]
     written += write_annotations(exports / ANNOTATIONS_DIR, ing, dec["front"][()], catalogue, base=cfg.report.iiif_base,
                                  project_root=ctx.project.root, title=ctx.project.root.name, skip=unmatched)
     if model["transparent"]:
-        write_masks(exports / "masks.h5", ing, dec, {**export_attrs(ctx), "sprites": K, "layers": L})
+        write_masks(exports / "masks.h5", ing, dec, {**export_attrs(ctx), "sprites": K, "layers": L}, family)
         written.append("masks.h5")
     else:
         (exports / "masks.h5").unlink(missing_ok=True)
@@ -240,7 +288,7 @@ def _plural(count: int, word: str) -> str:
 
 def report_data(ctx, ing, dec, tr, model: dict, train_attrs, sample, exports, provenance,
                 snapshots: list[dict] | None = None, catalogue: Catalogue | None = None,
-                unmatched: np.ndarray | None = None) -> ReportData:
+                unmatched: np.ndarray | None = None, trust: TrustSignals | None = None) -> ReportData:
     cfg, n = ctx.config, ing["crops"].shape[0]
     front = dec["front"][()]
     error = dec["error"][()]
@@ -298,6 +346,9 @@ def report_data(ctx, ing, dec, tr, model: dict, train_attrs, sample, exports, pr
         reseeds=[{"epoch": epoch, "sprite": k, "source": src, "reason": why}
                  for _, epoch, k, src, why in json.loads(train_attrs.get("reseeds_json", "[]"))],
         restarts=json.loads(train_attrs.get("restarts_json", "[]")), snapshots=snapshots or [],
-        catalogue=catalogue, unmatched=unmatched)
+        catalogue=catalogue, unmatched=unmatched,
+        **({} if trust is None else {"deviation": trust.deviation, "deviation_coarse": trust.coarse,
+                                     "doubt": trust.doubt, "runner_up": trust.runner_up, "families": trust.families,
+                                     "family_threshold": trust.family_threshold}))
 
 

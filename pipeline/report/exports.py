@@ -4,8 +4,10 @@
   (the front-most non-empty layer's sprite, −1 when every layer is empty), layers (the sprite of
   each layer joined with ';'), entry (the catalogue entry of `sprite` after curation.toml: the
   head sprite of its merge, −1 for a dropped sprite or no sprite) and name (the entry's name, ''
-  when unnamed), [background], error, margin, [matched (1/0, for a project matched against a
-  bank: 0 when no sprite explains the crop well)]; the provenance: page (1-based PDF
+  when unnamed), [background], error, margin, deviation (the mean of the crop's most deviating
+  5 % of pixels, `pipeline.trust.deviation`), doubt (the uncertain queue's score, 0 – 1),
+  [matched (1/0, for a project matched against a bank: 0 when no sprite explains the crop well)];
+  the provenance: page (1-based PDF
   page or canvas position, 0 for an image), file, manifest, canvas, iiif_region, label (of the
   box), rotation, checksum; the metadata columns as `meta_<column>`; then a few readable transformation
   values per module (and per layer when L > 1, prefixed `l0_`, `l1_`…): position → scale, tx,
@@ -14,7 +16,8 @@
 * `assignments.json` — {"header": {format, sprites, layers, count, columns, config…},
   "crops": [one object per crop, the same values; `layers` as a list of integers]}.
 * `masks.h5` (models with transparency) — `source` (N strings), `semantic` (N×S×S uint8:
-  0 background, k+1 = sprite k), `instance` (N×S×S uint8: 0 background, l+1 = layer l).
+  0 background, k+1 = sprite k), `instance` (N×S×S uint8: 0 background, l+1 = layer l),
+  `family` (N×S×S uint8: 0 background, f+1 = sprite family f).
 * `sprites/sprite_{k:03d}.png` (RGBA; opaque without masks) and `sprites/background_{m}.png`.
 
 Every file is written under a temporary name and renamed when complete; all reads stream in chunks.
@@ -80,11 +83,14 @@ def value_order(dec: h5py.File) -> list[str]:
 
 
 def assignment_rows(ingest: h5py.File, dec: h5py.File, backgrounds: int = 0, catalogue: Catalogue | None = None,
-                    unmatched: np.ndarray | None = None) -> tuple[list[str], Iterator[dict[str, Any]]]:
+                    unmatched: np.ndarray | None = None, numbers: dict[str, np.ndarray] | None = None,
+                    family: np.ndarray | None = None) -> tuple[list[str], Iterator[dict[str, Any]]]:
     """(columns, rows): one dict per crop, streamed from the open ingest.h5 and decompose.h5;
     `backgrounds` is M, the model's background prototypes (0 = none); `catalogue` the curation
     applied (entry and name; none = every sprite its own entry); `unmatched` (N,) bool adds the
-    column `matched` (a project matched against a bank)."""
+    column `matched` (a project matched against a bank); `numbers` adds number columns after
+    `margin` (the report's `deviation` and `doubt`); `family` (K,) adds the column `family` (the
+    family of `sprite`, −1 for no sprite)."""
     n, L = dec["sprite"].shape
     if catalogue is None:
         catalogue = Catalogue("", np.arange(int(dec.attrs["sprites"])))
@@ -94,7 +100,7 @@ def assignment_rows(ingest: h5py.File, dec: h5py.File, backgrounds: int = 0, cat
     meta = {name: read_strings(ds) for name, ds in ingest["metadata"].items()} if "metadata" in ingest else {}
     mcols = [f"meta_{name}" for name in meta]
     columns = (BASE_COLUMNS + (["background"] if has_bkg else []) + ["error", "margin"]
-               + (["matched"] if unmatched is not None else []) + PROVENANCE_COLUMNS + mcols + tcols)
+               + (["family"] if family is not None else []) + list(numbers or {}) + (["matched"] if unmatched is not None else []) + PROVENANCE_COLUMNS + mcols + tcols)
     sources = read_strings(ingest["source"])
     strings = {key: read_strings(ingest[key]) if key in ingest else [""] * n for key in PROVENANCE_STRINGS}
     page = ingest["page"][()] if "page" in ingest else np.zeros(n, np.int32)
@@ -116,6 +122,10 @@ def assignment_rows(ingest: h5py.File, dec: h5py.File, backgrounds: int = 0, cat
                 if bkg is not None:
                     row["background"] = int(bkg[i])
                 row["error"], row["margin"] = _number(error[i]), _number(margin[i])
+                if family is not None:
+                    row["family"] = int(family[front[i]]) if front[i] >= 0 else -1
+                for column, per_crop in (numbers or {}).items():
+                    row[column] = _number(per_crop[lo + i])
                 if unmatched is not None:
                     row["matched"] = int(not unmatched[lo + i])
                 j = lo + i
@@ -155,18 +165,24 @@ def write_assignments(folder: Path, columns: list[str], rows: Iterator[dict[str,
     return count
 
 
-def write_masks(path: Path, ingest: h5py.File, dec: h5py.File, attrs: dict[str, Any]) -> None:
-    """exports/masks.h5: source, semantic, instance (copied in chunks, gzip level 1)."""
+def write_masks(path: Path, ingest: h5py.File, dec: h5py.File, attrs: dict[str, Any],
+                family: np.ndarray | None = None) -> None:
+    """exports/masks.h5: source, semantic, instance (copied in chunks, gzip level 1) and, with
+    `family` (K,), `family`: the semantic mask with each sprite replaced by its family."""
     n, S = dec["semantic"].shape[0], dec["semantic"].shape[-1]
     with write_atomic_h5(path) as f:
         string_dataset(f, "source", read_strings(ingest["source"]))
         chunk = (max(1, min(n, 256)), S, S)
+        names = ("semantic", "instance") + (("family",) if family is not None else ())
         out = {k: f.create_dataset(k, shape=(n, S, S), dtype=np.uint8, chunks=chunk, compression="gzip",
-                                    compression_opts=1) for k in ("semantic", "instance")}
+                                    compression_opts=1) for k in names}
+        table = None if family is None else np.concatenate([[0], np.asarray(family) + 1]).astype(np.uint8)
         step = chunk[0] * 16
         for lo in range(0, n, step):
             for k, ds in out.items():
-                ds[lo:lo + step] = dec[k][lo:lo + step]
+                ds[lo:lo + step] = table[dec["semantic"][lo:lo + step]] if k == "family" else dec[k][lo:lo + step]
+        if family is not None:
+            f["family"].attrs["labels"] = "0 background, f+1 = family f (f = the smallest sprite id of the family)"
         f["semantic"].attrs["labels"] = "0 background, k+1 = sprite k"
         f["instance"].attrs["labels"] = "0 background, l+1 = object layer l"
         for key, value in attrs.items():

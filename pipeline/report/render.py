@@ -22,6 +22,8 @@ from tqdm import tqdm
 
 import pipeline
 from pipeline.catalogue.catalogue import NO_SPRITE, UNASSIGNED, UNMATCHED, Catalogue
+from pipeline.trust.deviation import variant_groups
+from pipeline.trust.uncertain import QUEUE, doubt_scores
 from pipeline.report.provenance import CARD_METADATA, Provenance
 from pipeline.report.thumbs import BACKGROUND_COLOUR, LAYER_COLOURS, display_size, palette
 
@@ -200,6 +202,12 @@ class ReportData:
     reseeds: list[dict] = field(default_factory=list)  # {"epoch", "sprite", "source", "reason"} in order
     restarts: list[dict] = field(default_factory=list)  # train.fill_budget = restarts: every run (runs.Restart)
     snapshots: list[dict] = field(default_factory=list)  # the prototypes as they formed: {"epoch", "sprites", "backgrounds"}
+    deviation: np.ndarray | None = None                # (N,) deviation score (pipeline.trust.deviation)
+    deviation_coarse: np.ndarray | None = None         # (N, GRID²) where each crop deviates, coarse
+    doubt: np.ndarray | None = None                    # (N,) the uncertain queue's score
+    runner_up: np.ndarray | None = None                # (N,) the front layer's runner-up sprite (−1 none)
+    families: list[list[int]] = field(default_factory=list)   # sprite families (pipeline.trust.families)
+    family_threshold: float = 0.0
     catalogue: Catalogue | None = None                 # the curation applied (names, merges, drops)
     unmatched: np.ndarray | None = None                # (N,) bool: `sprites match` found no sprite that fits
 
@@ -208,6 +216,15 @@ class ReportData:
     def __post_init__(self):
         if self.catalogue is None:
             self.catalogue = Catalogue("", np.arange(self.K, dtype=np.int64))
+        n = len(self.front)
+        if self.deviation is None:
+            self.deviation = np.zeros(n, np.float32)
+        if self.deviation_coarse is None:
+            self.deviation_coarse = np.zeros((n, 1), np.float32)
+        if self.doubt is None:
+            self.doubt = doubt_scores(self.margin, self.error)
+        if self.runner_up is None:
+            self.runner_up = np.full(n, -1, np.int64)
         self.group = self.catalogue.groups(self.front, self.unmatched)
 
     def label(self, g: int) -> str:
@@ -259,6 +276,7 @@ def _galleries(env, out: Path, final: Path, d: ReportData, order: np.ndarray, pr
             cards = [{"id": int(i), **source_info(d.provenance, int(i), page_dir, "../", thumb),
                       "crop": f"../img/crops/{_crop(i, n)}", "recon": f"../img/recon/{_crop(i, n)}",
                       "aligned": f"../img/aligned/{_crop(i, n)}", "sprite": int(d.front[i]),
+                      "deviation": f"../img/deviation/{_crop(i, n)}", "dev": float(d.deviation[i]),
                       "error": float(d.error[i]), "margin": float(d.margin[i])} for i in chunk]
             p = pager(number, count, lambda m: page_name(g, m))
             summary = (f"{len(ids):,} crop{'' if len(ids) == 1 else 's'} ({_share(len(ids), n)} of {n:,})"
@@ -268,14 +286,70 @@ def _galleries(env, out: Path, final: Path, d: ReportData, order: np.ndarray, pr
                        heading=d.label(g), summary=summary, cards=cards, thumb=thumb,
                        card_width=(4 if d.provenance.pages else 3) * thumb + 30,
                        pager=p, sprites=head, curate=curate, special=_SPECIAL_NOTES.get(g, ""),
+                       variants=variants_name(g) if g >= 0 and len(ids) else None,
                        prev_sprite=None if prev_g is None else {"href": page_name(prev_g, 1), "label": d.label(prev_g)},
                        next_sprite=None if next_g is None else {"href": page_name(next_g, 1), "label": d.label(next_g)},
                        nav_prev=p["prev"] or (page_name(prev_g, 1) if prev_g is not None else "../index.html"),
                        nav_next=p["next"] or (page_name(next_g, 1) if next_g is not None else None))
             pages.append(f"sprites/{page_name(g, number)}")
             bar.update()
+        if g >= 0 and len(ids):
+            pages.append(_variants(env, out, d, g, ids, page_dir, thumb))
     bar.close()
     return pages
+
+
+def variants_name(g: int) -> str:
+    return f"sprite_{g:03d}_variants.html"
+
+
+VARIANTS_SHOWN = 200   # most deviating crops of an entry grouped on its variants page
+
+
+def _variants(env, out: Path, d: ReportData, g: int, ids: np.ndarray, page_dir: Path, thumb: int) -> str:
+    """sprites/sprite_KKK_variants.html: the entry's crops that deviate more than usual, grouped."""
+    n = len(d.front)
+    scores = d.deviation[ids]
+    med = float(np.median(scores))
+    mad = float(np.median(np.abs(scores - med)))
+    strong = ids[scores > med + 3 * 1.4826 * mad]
+    strong = strong[np.argsort(-d.deviation[strong], kind="stable")][:VARIANTS_SHOWN]
+    groups = []
+    for rows in variant_groups(d.deviation_coarse[strong], d.deviation[strong]) if len(strong) else []:
+        members = strong[rows]
+        cards = [{"id": int(i), **source_info(d.provenance, int(i), page_dir, "../", thumb),
+                  "crop": f"../img/crops/{_crop(i, n)}", "recon": f"../img/recon/{_crop(i, n)}",
+                  "aligned": f"../img/aligned/{_crop(i, n)}", "deviation": f"../img/deviation/{_crop(i, n)}",
+                  "sprite": int(d.front[i]), "dev": float(d.deviation[i]), "error": float(d.error[i]),
+                  "margin": float(d.margin[i])} for i in members]
+        places = sorted({d.provenance.place(int(i)) for i in members})
+        groups.append({"cards": cards, "places": ", ".join(places[:4]) + (f" and {len(places) - 4} more" if len(places) > 4 else "")})
+    summary = (f"{len(strong):,} of {len(ids):,} crops deviate more than usual from the sprite "
+               f"(deviation above {fmt_number(med + 3 * 1.4826 * mad, 2)}; median {fmt_number(med, 2)}), in {len(groups)} group"
+               f"{'' if len(groups) == 1 else 's'}")
+    write_page(env, out / "sprites" / variants_name(g), "variants.html", **_common(d, "../", "sprite", False),
+               heading=d.label(g), summary=summary, groups=groups, thumb=thumb,
+               card_width=4 * thumb + 34, gallery=page_name(g, 1))
+    return f"sprites/{variants_name(g)}"
+
+
+def _uncertain(env, out: Path, final: Path, d: ReportData, rank: np.ndarray) -> None:
+    """uncertain.html: the QUEUE most doubtful crops, with the chosen and the runner-up sprite."""
+    n = len(d.front)
+    size = display_size(d.size, 64)
+    ids = np.argsort(-d.doubt, kind="stable")[:QUEUE]
+
+    def sprite(k: int) -> dict | None:
+        if k < 0:
+            return None
+        return {"img": f"img/sprites/sprite_{k:03d}.png", "label": sprite_caption(d, k), "href": f"sprites/{sprite_page(d, k)}"}
+
+    rows = [{"id": int(i), **source_info(d.provenance, int(i), final, "", size),
+             "crop": f"img/crops/{_crop(i, n)}", "recon": f"img/recon/{_crop(i, n)}",
+             "chosen": sprite(int(d.front[i])), "runner": sprite(int(d.runner_up[i])),
+             "doubt": float(d.doubt[i]), "margin": float(d.margin[i]), "error": float(d.error[i]),
+             "gallery": gallery_href(d, rank, int(i))} for i in ids]
+    write_page(env, out / "uncertain.html", "uncertain.html", **_common(d, "", "uncertain", False), rows=rows, size=size)
 
 
 _SPECIAL_NOTES = {
@@ -410,6 +484,8 @@ def _index(env, out: Path, final: Path, d: ReportData) -> None:
     write_page(env, out / "index.html", "index.html", **_common(d, "", "index", False),
                lede=d.lede, sprites=sprites, backgrounds=backgrounds,
                empty={"count": empty, "href": f"sprites/{page_name(NO_SPRITE, 1)}"} if empty else None,
+               families=[{"sprites": [sprites[k] for k in g]} for g in d.families if len(g) > 1],
+               family_threshold=d.family_threshold, family_count=len(d.families),
                special=special, curation={"source": cat.source, "warning": cat.warning, "notice": cat.notice, "model": cat.model,
                                           "entries": len(cat.entries())},
                loss=loss_chart(d.steps, d.losses),
@@ -470,4 +546,5 @@ def render_report(env, out: Path, final: Path, d: ReportData, progress: bool = F
     pages = _galleries(env, out, final, d, order, progress)
     _index(env, out, final, d)
     _reconstructions(env, out, final, d, rank)
-    return ["index.html", "reconstructions.html"] + pages + _page_views(env, out, final, d, rank)
+    _uncertain(env, out, final, d, rank)
+    return ["index.html", "reconstructions.html", "uncertain.html"] + pages + _page_views(env, out, final, d, rank)
