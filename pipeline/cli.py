@@ -88,8 +88,10 @@ def init(directory, images, preset, example, count, seed, sets, force):
 @_project_option
 @_set_option
 @click.option("--force", is_flag=True, help="rerun the named stages even if they are up to date")
+@click.option("--seeds", type=click.IntRange(1, 20), help="train this many runs from different seeds, keep the lowest-loss one "
+              "and measure how stable each sprite is (= --set train.seeds=N)")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bars")
-def run(stages, project_dir, sets, force, quiet):
+def run(stages, project_dir, sets, force, seeds, quiet):
     """Run the stages (all, or some of: ingest train decompose report).
 
     Stages whose inputs, config and code are unchanged since their last run are skipped;
@@ -104,7 +106,7 @@ def run(stages, project_dir, sets, force, quiet):
     from pipeline.core.runner import run_stages
     try:
         project = Project.open(project_dir)
-        cfg = project.config(sets)
+        cfg = project.config(list(sets) + ([f"train.seeds={seeds}"] if seeds else []))
         run_stages(project, cfg, list(stages) or ["all"], stages=_stages(), force=force, log=click.echo,
                    progress=not quiet)
     except SpritesError as e:

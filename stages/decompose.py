@@ -3,7 +3,9 @@
 The model's `decompose_batch` gives one `Record` per batch (`pipeline.models.base`); the layout
 of decompose.h5 is in `pipeline.models.record_io`: per crop the sprite of each layer, the
 runner-up and margins, background, occlusion, transformation parameters and readable values,
-reconstruction, error, semantic and instance masks, and the pictures the report shows.
+reconstruction, error, semantic and instance masks, and the pictures the report shows. With
+several seed runs (`train.seeds`), `seeds/front` (R, N) int16: each run's front sprite per crop
+(attribute `runs_json`: the runs' seeds and losses, the kept one marked).
 """
 
 from __future__ import annotations
@@ -22,13 +24,18 @@ VERSION = 3   # 2: instance_fg; 3: the record of the model interface (runner-up,
 def run(ctx) -> None:
     import torch   # here, not at the top: see stages/train.py
 
+    import json
+
+    import numpy as np
+
     from pipeline.models.device import pick_device, set_threads
+    from pipeline.models.layers import front_layer
     from pipeline.models.record_io import RecordWriter
     from pipeline.models.trained import load_trained
 
     device = pick_device(ctx.config.train.device)
     set_threads(ctx.config.train.threads)
-    model, _ = load_trained(ctx.upstream("train"), device)
+    model, attrs = load_trained(ctx.upstream("train"), device)
     batch = ctx.config.decompose.batch_size
     with h5py.File(ctx.upstream("ingest"), "r") as src, write_stage(ctx.output, ctx.meta) as f:
         crops = src["crops"]
@@ -40,6 +47,21 @@ def run(ctx) -> None:
                 writer.add(lo, model.decompose_batch(x))
                 bar.update(len(x))
         writer.close()
+        if "seeds_json" in attrs:   # every seed run explains the crops too: the report compares them (agreement)
+            runs = json.loads(attrs["seeds_json"])
+            fronts = f.create_dataset("seeds/front", shape=(len(runs), n), dtype=np.int16)
+            f["seeds"].attrs["runs_json"] = attrs["seeds_json"]
+            for r in range(len(runs)):
+                other, _ = load_trained(ctx.upstream("train"), device, weights=f"seeds/run{r}")
+                with tqdm(total=n, desc=f"decompose, seed run {r + 1}", unit="crop", disable=not ctx.progress,
+                          mininterval=0.5) as bar:
+                    for lo in range(0, n, batch):
+                        x = torch.from_numpy(crops[lo:lo + batch]).to(device).float().div_(255)
+                        rec = other.decompose_batch(x)
+                        sprite, occlusion = rec.sprite.cpu().numpy(), rec.occlusion.cpu().numpy()
+                        layer = front_layer(sprite, occlusion)
+                        fronts[r, lo:lo + len(x)] = sprite[np.arange(len(x)), layer]
+                        bar.update(len(x))
     with h5py.File(ctx.output, "r") as f:
         err = f["error"][()]
         front = f["front"][()]

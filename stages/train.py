@@ -9,7 +9,9 @@ losses and which was kept; history and weights are the kept run's), the kind's a
 `train.bank` (a matched project) the file is a copy of the bank's, plus `bank`, `model_id`,
 `model_config_json` and `match_threshold` (`pipeline.catalogue.bank`); with `train.init = curated`,
 `curated_from` (the model the curation named), `curated_names_json` and `curated_members_json`
-(per new sprite: its name and the old sprites of its entry; `pipeline.catalogue.start`). While training, `cache/train.checkpoint.h5` holds the latest checkpoint (same
+(per new sprite: its name and the old sprites of its entry; `pipeline.catalogue.start`). With
+`train.seeds = N > 1`: `seeds/run<r>/` every seed run's weights and `seeds_json` (seed, loss,
+epochs, minutes, kept per run; `pipeline.models.seeds`); `model/` is the kept run's. While training, `cache/train.checkpoint.h5` holds the latest checkpoint (same
 fingerprint → resume).
 """
 
@@ -53,6 +55,7 @@ def run(ctx) -> None:
     from pipeline.models.base import DataShape
     from pipeline.models.device import pick_device, set_threads
     from pipeline.models.runs import train_runs
+    from pipeline.models.state_io import save_tree
     from pipeline.models.trained import load_crops, save_weights
 
     cfg = ctx.config
@@ -68,10 +71,18 @@ def run(ctx) -> None:
     device = pick_device(cfg.train.device)
     threads = set_threads(cfg.train.threads)
     start = time.time()
-    run = train_runs(cfg, crops, shape, device, ctx.project.cache_dir, ctx.fingerprint, ctx.progress, ctx.log, threads,
-                     start=curated)
+    seed_runs, seed_weights = [], []
+    if cfg.train.seeds > 1:
+        from pipeline.models.seeds import train_seeds
+        run, seed_runs, seed_weights = train_seeds(cfg, crops, shape, device, ctx.project.cache_dir, ctx.fingerprint,
+                                                   ctx.progress, ctx.log, threads, start=curated)
+    else:
+        run = train_runs(cfg, crops, shape, device, ctx.project.cache_dir, ctx.fingerprint, ctx.progress, ctx.log,
+                         threads, start=curated)
     state, extra = run.state, {**run.attrs, **curated_attrs}
     seconds = sum(r.minutes for r in run.restarts) * 60 if run.restarts else state.elapsed
+    if seed_runs:
+        seconds = sum(x.minutes for x in seed_runs) * 60
     with write_stage(ctx.output, ctx.meta) as f:
         save_weights(f.create_group("model"), run.model)
         for key, values in state.history.items():
@@ -83,7 +94,14 @@ def run(ctx) -> None:
             f.attrs["restarts_json"] = json.dumps([asdict(r) for r in run.restarts])
         for name, array in run.arrays.items():   # e.g. snapshots/* of the prototypes as they formed
             f.create_dataset(name, data=array)
+        if seed_runs:   # every seed run's weights, for decompose to measure agreement
+            for r, weights in enumerate(seed_weights):
+                save_tree(f.create_group(f"seeds/run{r}"), weights)
+            f.attrs["seeds_json"] = json.dumps([asdict(x) for x in seed_runs])
     (ctx.project.cache_dir / "train.checkpoint.h5").unlink(missing_ok=True)
+    if seed_runs:
+        from pipeline.models.seeds import forget_seed_runs
+        forget_seed_runs(ctx.project.cache_dir, len(seed_runs))
     final = state.history["loss"][-1] if state.history["loss"] else float("nan")
     note = f", {extra['training_note']}" if "training_note" in extra else ""
     ctx.log(f"train: {state.step} steps in {seconds / 60:.1f} min (this session {time.time() - start:.0f} s), "

@@ -182,3 +182,70 @@ def test_families_reach_the_exports_and_eval(planted):
     result = evaluate(project, labels=labels)
     assert result["families"]["count"] == len(catalogue["families"])
     assert result["families"]["clustering"]["acc"] <= result["clustering"]["acc"] + 1e-9   # merging sprites can only lose accuracy
+
+
+# --- stability across seeds -------------------------------------------------------------------------
+
+def test_agreement_is_invariant_to_how_runs_number_their_sprites():
+    from pipeline.trust.stability import agreement, match_sprites
+    kept = np.array([0, 0, 0, 1, 1, 1, 2, 2, -1])
+    renamed = np.array([2, 2, 2, 0, 0, 0, 1, 1, -1])            # the same clusters, other numbers
+    moved = np.array([1, 1, 0, 2, 2, 2, 0, 0, -1])              # crop 2 changed cluster
+    assert match_sprites(kept, renamed, 3).tolist() == [-1, 1, 2, 0]
+    agree, stability = agreement(np.stack([kept, renamed, moved]), 0, 4)
+    assert agree.tolist() == [1, 1, 0.5, 1, 1, 1, 1, 1, 1]
+    assert stability[:3].tolist() == pytest.approx([2.5 / 3, 1, 1]) and np.isnan(stability[3])
+
+
+def test_seed_runs_train_decompose_and_agree(tmp_path):
+    import h5py
+    import json
+    project = init_project(tmp_path / "p", example="glyphs", count=64,
+                           sets=["train.epochs=1", "model.sprites=3", "train.threads=1", "train.seeds=3"])
+    quiet_run(project)
+    with h5py.File(project.stage_path("train"), "r") as f:
+        runs = json.loads(f.attrs["seeds_json"])
+        assert [r["seed"] for r in runs] == [0, 100, 200] and sum(r["kept"] for r in runs) == 1
+        kept = next(i for i, r in enumerate(runs) if r["kept"])
+        assert runs[kept]["loss"] == min(r["loss"] for r in runs)
+        assert sorted(f["seeds"]) == ["run0", "run1", "run2"]
+    assert not list(project.cache_dir.glob("train.seed*.h5"))         # the per-run files are gone once train.h5 holds them
+    with h5py.File(project.stage_path("decompose"), "r") as f:
+        fronts = f["seeds/front"][()]
+        assert fronts.shape == (3, 64)
+        np.testing.assert_array_equal(fronts[kept], f["front"][()])   # the kept run is the one exported
+    with open(project.exports_dir / "assignments.csv", newline="", encoding="utf-8") as f:
+        agree = [float(r["agreement"]) for r in csv.DictReader(f)]
+    assert all(0 <= a <= 1 for a in agree)
+    page = (project.report_dir / "uncertain.html").read_text(encoding="utf-8")
+    assert "agreement across the 3 seed runs" in page
+
+
+def test_a_finished_seed_run_is_not_trained_again(tmp_path):
+    from pipeline.models.seeds import _path
+    project = init_project(tmp_path / "p", example="glyphs", count=64,
+                           sets=["train.epochs=1", "model.sprites=3", "train.threads=1", "train.seeds=2"])
+    quiet_run(project, targets=("ingest",))
+    logs = []
+    import stages
+    from pipeline.core.runner import run_stages
+    # a run interrupted after its first seed run leaves that run's file: the rerun picks it up
+    original = _path.__globals__["train_runs"]
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].train.seed)
+        if len(calls) == 2 and not logs:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+    _path.__globals__["train_runs"] = counting
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_stages(project, project.config(), ["train"], stages=stages.STAGES, progress=False, log=lambda m: None)
+        assert (project.cache_dir / "train.seed0.h5").exists()
+        logs.append("resumed")
+        run_stages(project, project.config(), ["train"], stages=stages.STAGES, progress=False, log=logs.append)
+    finally:
+        _path.__globals__["train_runs"] = original
+    assert calls == [0, 100, 100]                                      # seed 0 trained once
+    assert any("seed run 1 of 2 already done" in m for m in logs)

@@ -143,6 +143,7 @@ class TrainConfig:
     device: str = option("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"), run_only=True)
     threads: int = option(0, "CPU threads (0 = all cores)", run_only=True, low=0)
     checkpoint_minutes: float = option(2.0, "minutes between checkpoints (an interrupted run resumes from the last)", run_only=True, low=0)
+    seeds: int = option(1, "runs from different seeds (train.seed + 100·r); the lowest-loss run is kept for the exports and the report, the others measure how stable each sprite is (agreement); N seeds cost N runs", low=1, high=20, added=True)
     init: str = option("data", "how the sprites start: data = from the crops (model.sprite_init); curated = the entries of curation.toml (merged sprites as one, dropped ones left out, names kept), any further sprites from the crops", choices=("data", "curated"), added=True)
     bank: str = option("", "another project (folder, relative to this one) whose trained model and curation explain these crops instead of training; set by `sprites match --bank`", added=True)
 

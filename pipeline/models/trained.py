@@ -65,8 +65,9 @@ def save_weights(group: h5py.Group, model: Model) -> None:
     save_tree(group, model.state_dict())
 
 
-def load_trained(path: Path, device="cpu") -> tuple[Model, dict]:
-    """The trained model of a train.h5, rebuilt from the config it carries; and its attributes."""
+def load_trained(path: Path, device="cpu", weights: str = "model") -> tuple[Model, dict]:
+    """The trained model of a train.h5, rebuilt from the config it carries; and its attributes.
+    `weights`: the group to load (`model`, or `seeds/run<r>` for another seed run)."""
     with h5py.File(path, "r") as f:
         # a matched project's train.h5 carries the bank's config: the model is the bank's
         config = json.loads(f.attrs.get("model_config_json", f.attrs["config_json"]))
@@ -74,7 +75,7 @@ def load_trained(path: Path, device="cpu") -> tuple[Model, dict]:
         shape = DataShape(int(f.attrs["channels"]), int(f.attrs["size"]), int(f.attrs.get("crops", 0)))
         model = build_model(cfg, shape)
         try:
-            model.load_state_dict(load_tree(f["model"], device))
+            model.load_state_dict(load_tree(f[weights], device))
         except RuntimeError:
             raise SpritesError(f"{path} was written by another version of sprites: rerun `sprites run train --force`") from None
         attrs = dict(f.attrs)

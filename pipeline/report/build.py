@@ -34,6 +34,7 @@ from pipeline.core.sample import spread_ids
 from pipeline.report.thumbs import rgba, sample_pictures, sprite_bank, to_hwc, write_png
 from pipeline.trust.deviation import GRID, coarse_maps, deviation_maps, deviation_scores, heat_rgb
 from pipeline.trust.families import families, family_distances, family_of_sprite, shapes
+from pipeline.trust.stability import agreement
 from pipeline.trust.uncertain import doubt_scores, front_runner_up
 
 __all__ = ["THUMBS_VERSION", "crop_name", "template_inputs", "clean_leftovers", "thumbs_key", "reusable_thumbs",
@@ -145,6 +146,9 @@ class TrustSignals:
     families: list[list[int]]           # sprite families (pipeline.trust.families), each a sorted list of sprite ids
     family_of_sprite: np.ndarray        # (K,) the smallest sprite id of each sprite's family
     family_threshold: float
+    agreement: np.ndarray | None = None   # (N,) with several seed runs (pipeline.trust.stability)
+    stability: np.ndarray | None = None   # (K,)
+    seed_runs: int = 1
 
 
 def trust_signals(ing: h5py.File, dec: h5py.File, family_threshold: float) -> TrustSignals:
@@ -154,8 +158,14 @@ def trust_signals(ing: h5py.File, dec: h5py.File, family_threshold: float) -> Tr
     K = len(colours)
     groups = (families(family_distances(shapes(colours, masks)), family_threshold) if family_threshold > 0
               else [[k] for k in range(K)])
-    return TrustSignals(scores, coarse, runner, doubt_scores(dec["margin"][()], dec["error"][()]), groups,
-                        family_of_sprite(groups, K), family_threshold)
+    agree = stable = None
+    runs = json.loads(dec["seeds"].attrs["runs_json"]) if "seeds/front" in dec else []
+    if len(runs) > 1:
+        kept = next(r for r, run in enumerate(runs) if run["kept"])
+        agree, stable = agreement(dec["seeds/front"][()], kept, K)
+    doubt = doubt_scores(dec["margin"][()], dec["error"][()], agree)
+    return TrustSignals(scores, coarse, runner, doubt, groups, family_of_sprite(groups, K), family_threshold,
+                        agree, stable, max(1, len(runs)))
 
 
 def swap(tmp: Path, final: Path) -> None:
@@ -176,7 +186,8 @@ def write_exports(ctx, ing, dec, model: dict, catalogue: Catalogue, unmatched: n
     """exports/: assignments.csv/.json, catalogue.json, annotations/, masks.h5 (transparent models), sprites/*.png."""
     cfg, exports, n = ctx.config, ctx.project.exports_dir, ing["crops"].shape[0]
     K, L, M = model["sprites"], model["layers"], model["backgrounds"]
-    numbers = {} if trust is None else {"deviation": trust.deviation, "doubt": trust.doubt}
+    numbers = {} if trust is None else {"deviation": trust.deviation, "doubt": trust.doubt,
+                                        **({"agreement": trust.agreement} if trust.agreement is not None else {})}
     family = None if trust is None else trust.family_of_sprite
     columns, rows = assignment_rows(ing, dec, backgrounds=M, catalogue=catalogue, unmatched=unmatched, numbers=numbers,
                                     family=family)
@@ -191,6 +202,9 @@ def write_exports(ctx, ing, dec, model: dict, catalogue: Catalogue, unmatched: n
         if trust is not None:
             summary.update(families=trust.families, family_of_sprite=trust.family_of_sprite.tolist(),
                            family_threshold=trust.family_threshold)
+            if trust.stability is not None:
+                summary.update(seed_runs=trust.seed_runs,
+                               stability=[None if s != s else round(float(s), 4) for s in trust.stability])
         tmp.write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     written = ["assignments.csv", "assignments.json", "catalogue.json"]
     written += write_annotations(exports / ANNOTATIONS_DIR, ing, dec["front"][()], catalogue, base=cfg.report.iiif_base,
@@ -349,6 +363,7 @@ def report_data(ctx, ing, dec, tr, model: dict, train_attrs, sample, exports, pr
         catalogue=catalogue, unmatched=unmatched,
         **({} if trust is None else {"deviation": trust.deviation, "deviation_coarse": trust.coarse,
                                      "doubt": trust.doubt, "runner_up": trust.runner_up, "families": trust.families,
-                                     "family_threshold": trust.family_threshold}))
+                                     "family_threshold": trust.family_threshold, "agreement": trust.agreement,
+                                     "stability": trust.stability, "seed_runs": trust.seed_runs}))
 
 

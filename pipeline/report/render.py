@@ -208,6 +208,9 @@ class ReportData:
     runner_up: np.ndarray | None = None                # (N,) the front layer's runner-up sprite (−1 none)
     families: list[list[int]] = field(default_factory=list)   # sprite families (pipeline.trust.families)
     family_threshold: float = 0.0
+    agreement: np.ndarray | None = None                # (N,) across seed runs (pipeline.trust.stability), or None
+    stability: np.ndarray | None = None                # (K,) per sprite
+    seed_runs: int = 1
     catalogue: Catalogue | None = None                 # the curation applied (names, merges, drops)
     unmatched: np.ndarray | None = None                # (N,) bool: `sprites match` found no sprite that fits
 
@@ -349,7 +352,10 @@ def _uncertain(env, out: Path, final: Path, d: ReportData, rank: np.ndarray) -> 
              "chosen": sprite(int(d.front[i])), "runner": sprite(int(d.runner_up[i])),
              "doubt": float(d.doubt[i]), "margin": float(d.margin[i]), "error": float(d.error[i]),
              "gallery": gallery_href(d, rank, int(i))} for i in ids]
-    write_page(env, out / "uncertain.html", "uncertain.html", **_common(d, "", "uncertain", False), rows=rows, size=size)
+    for row, i in zip(rows, ids):
+        row["agreement"] = None if d.agreement is None else float(d.agreement[i])
+    write_page(env, out / "uncertain.html", "uncertain.html", **_common(d, "", "uncertain", False), rows=rows, size=size,
+               seed_runs=d.seed_runs if d.agreement is not None else 0)
 
 
 _SPECIAL_NOTES = {
@@ -471,7 +477,8 @@ def _index(env, out: Path, final: Path, d: ReportData) -> None:
     sprites = [{"k": k, "img": f"img/sprites/sprite_{k:03d}.png", "size": big, "colour": colours[k],
                 "count": counts[k], "share": _share(counts[k], n), "href": f"sprites/{sprite_page(d, k)}",
                 "name": cat.names.get(int(entry[k]), "") if entry[k] >= 0 else "",
-                "status": "dropped" if entry[k] < 0 else (f"merged into {int(entry[k])}" if entry[k] != k else "")}
+                "status": "dropped" if entry[k] < 0 else (f"merged into {int(entry[k])}" if entry[k] != k else ""),
+                "stability": None if d.stability is None or d.stability[k] != d.stability[k] else float(d.stability[k])}
                for k in range(d.K)]
     special = [{"label": d.label(g), "count": int((d.group == g).sum()), "href": f"sprites/{page_name(g, 1)}"}
                for g in (UNMATCHED, UNASSIGNED) if (d.group == g).any()]
