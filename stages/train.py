@@ -11,8 +11,8 @@ losses and which was kept; history and weights are the kept run's), the kind's a
 `curated_from` (the model the curation named), `curated_names_json` and `curated_members_json`
 (per new sprite: its name and the old sprites of its entry; `pipeline.catalogue.start`). With
 `train.seeds = N > 1`: `seeds/run<r>/` every seed run's weights and `seeds_json` (seed, loss,
-epochs, minutes, kept per run; `pipeline.models.seeds`); `model/` is the kept run's. While training, `cache/train.checkpoint.h5` holds the latest checkpoint (same
-fingerprint → resume).
+epochs, minutes, kept per run; `pipeline.models.seeds`); `model/` is the kept run's.
+While training, `cache/train.checkpoint.h5` holds the latest checkpoint (same fingerprint → resume).
 """
 
 from __future__ import annotations

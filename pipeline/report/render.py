@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 import pipeline
 from pipeline.catalogue.catalogue import NO_SPRITE, UNASSIGNED, UNMATCHED, Catalogue
-from pipeline.trust.deviation import variant_groups
-from pipeline.trust.uncertain import QUEUE, doubt_scores
+from pipeline.report import trust_pages
+from pipeline.trust.uncertain import doubt_scores
 from pipeline.report.provenance import CARD_METADATA, Provenance
 from pipeline.report.thumbs import BACKGROUND_COLOUR, LAYER_COLOURS, display_size, palette
 
@@ -289,7 +289,7 @@ def _galleries(env, out: Path, final: Path, d: ReportData, order: np.ndarray, pr
                        heading=d.label(g), summary=summary, cards=cards, thumb=thumb,
                        card_width=(4 if d.provenance.pages else 3) * thumb + 30,
                        pager=p, sprites=head, curate=curate, special=_SPECIAL_NOTES.get(g, ""),
-                       variants=variants_name(g) if g >= 0 and len(ids) else None,
+                       variants=trust_pages.variants_name(g) if g >= 0 and len(ids) else None,
                        prev_sprite=None if prev_g is None else {"href": page_name(prev_g, 1), "label": d.label(prev_g)},
                        next_sprite=None if next_g is None else {"href": page_name(next_g, 1), "label": d.label(next_g)},
                        nav_prev=p["prev"] or (page_name(prev_g, 1) if prev_g is not None else "../index.html"),
@@ -297,65 +297,9 @@ def _galleries(env, out: Path, final: Path, d: ReportData, order: np.ndarray, pr
             pages.append(f"sprites/{page_name(g, number)}")
             bar.update()
         if g >= 0 and len(ids):
-            pages.append(_variants(env, out, d, g, ids, page_dir, thumb))
+            pages.append(trust_pages.write_variants(env, out, d, g, ids, page_dir, thumb))
     bar.close()
     return pages
-
-
-def variants_name(g: int) -> str:
-    return f"sprite_{g:03d}_variants.html"
-
-
-VARIANTS_SHOWN = 200   # most deviating crops of an entry grouped on its variants page
-
-
-def _variants(env, out: Path, d: ReportData, g: int, ids: np.ndarray, page_dir: Path, thumb: int) -> str:
-    """sprites/sprite_KKK_variants.html: the entry's crops that deviate more than usual, grouped."""
-    n = len(d.front)
-    scores = d.deviation[ids]
-    med = float(np.median(scores))
-    mad = float(np.median(np.abs(scores - med)))
-    strong = ids[scores > med + 3 * 1.4826 * mad]
-    strong = strong[np.argsort(-d.deviation[strong], kind="stable")][:VARIANTS_SHOWN]
-    groups = []
-    for rows in variant_groups(d.deviation_coarse[strong], d.deviation[strong]) if len(strong) else []:
-        members = strong[rows]
-        cards = [{"id": int(i), **source_info(d.provenance, int(i), page_dir, "../", thumb),
-                  "crop": f"../img/crops/{_crop(i, n)}", "recon": f"../img/recon/{_crop(i, n)}",
-                  "aligned": f"../img/aligned/{_crop(i, n)}", "deviation": f"../img/deviation/{_crop(i, n)}",
-                  "sprite": int(d.front[i]), "dev": float(d.deviation[i]), "error": float(d.error[i]),
-                  "margin": float(d.margin[i])} for i in members]
-        places = sorted({d.provenance.place(int(i)) for i in members})
-        groups.append({"cards": cards, "places": ", ".join(places[:4]) + (f" and {len(places) - 4} more" if len(places) > 4 else "")})
-    summary = (f"{len(strong):,} of {len(ids):,} crops deviate more than usual from the sprite "
-               f"(deviation above {fmt_number(med + 3 * 1.4826 * mad, 2)}; median {fmt_number(med, 2)}), in {len(groups)} group"
-               f"{'' if len(groups) == 1 else 's'}")
-    write_page(env, out / "sprites" / variants_name(g), "variants.html", **_common(d, "../", "sprite", False),
-               heading=d.label(g), summary=summary, groups=groups, thumb=thumb,
-               card_width=4 * thumb + 34, gallery=page_name(g, 1))
-    return f"sprites/{variants_name(g)}"
-
-
-def _uncertain(env, out: Path, final: Path, d: ReportData, rank: np.ndarray) -> None:
-    """uncertain.html: the QUEUE most doubtful crops, with the chosen and the runner-up sprite."""
-    n = len(d.front)
-    size = display_size(d.size, 64)
-    ids = np.argsort(-d.doubt, kind="stable")[:QUEUE]
-
-    def sprite(k: int) -> dict | None:
-        if k < 0:
-            return None
-        return {"img": f"img/sprites/sprite_{k:03d}.png", "label": sprite_caption(d, k), "href": f"sprites/{sprite_page(d, k)}"}
-
-    rows = [{"id": int(i), **source_info(d.provenance, int(i), final, "", size),
-             "crop": f"img/crops/{_crop(i, n)}", "recon": f"img/recon/{_crop(i, n)}",
-             "chosen": sprite(int(d.front[i])), "runner": sprite(int(d.runner_up[i])),
-             "doubt": float(d.doubt[i]), "margin": float(d.margin[i]), "error": float(d.error[i]),
-             "gallery": gallery_href(d, rank, int(i))} for i in ids]
-    for row, i in zip(rows, ids):
-        row["agreement"] = None if d.agreement is None else float(d.agreement[i])
-    write_page(env, out / "uncertain.html", "uncertain.html", **_common(d, "", "uncertain", False), rows=rows, size=size,
-               seed_runs=d.seed_runs if d.agreement is not None else 0)
 
 
 _SPECIAL_NOTES = {
@@ -553,5 +497,5 @@ def render_report(env, out: Path, final: Path, d: ReportData, progress: bool = F
     pages = _galleries(env, out, final, d, order, progress)
     _index(env, out, final, d)
     _reconstructions(env, out, final, d, rank)
-    _uncertain(env, out, final, d, rank)
+    trust_pages.write_uncertain(env, out, final, d, rank)
     return ["index.html", "reconstructions.html", "uncertain.html"] + pages + _page_views(env, out, final, d, rank)
