@@ -130,3 +130,12 @@ def test_report_writes_annotations_that_round_trip_to_assignments(glyphs):
             assert f"sprite {row['sprite']}" in [b["value"] for b in a["body"]]
             seen.add(crop)
     assert seen == {c for c, r in rows.items() if int(r["sprite"]) >= 0}
+
+
+def test_a_base_that_is_no_web_address_is_a_clear_error(mixed_ingest, tmp_path):
+    from pipeline.errors import SpritesError
+    catalogue = build_catalogue(None, 3, "m")
+    with h5py.File(mixed_ingest, "r") as ing, pytest.raises(SpritesError, match="check report.iiif_base"):
+        write_annotations(tmp_path / "a", ing, np.array([0, 1, 2, 1, 0, -1]), catalogue, base="not a url",
+                          project_root=tmp_path / "project", title="t")
+    assert not (tmp_path / "a").exists()                      # nothing half-written

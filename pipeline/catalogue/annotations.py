@@ -30,6 +30,7 @@ import numpy as np
 
 from pipeline.catalogue.catalogue import Catalogue
 from pipeline.core.store import read_strings
+from pipeline.errors import SpritesError
 from pipeline.report.exports import atomic_path
 
 __all__ = ["ANNOTATIONS_DIR", "served_root", "write_annotations"]
@@ -103,8 +104,17 @@ _CONTEXT = "http://iiif.io/api/presentation/3/context.json"
 
 
 def _validated(doc: dict, model) -> dict:
-    """`doc` checked by iiif-prezi3's model of its type (raises on a bad id, type or field), with the context first."""
-    model.model_validate(doc)
+    """`doc` checked by iiif-prezi3's model of its type, with the context first; a bad id, type or
+    field is a SpritesError (the ids we mint come from `report.iiif_base`)."""
+    from pydantic import ValidationError
+    try:
+        model.model_validate(doc)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise SpritesError(f"exports/annotations: the {doc.get('type')} {doc.get('id')!r} is not valid IIIF ({where}: "
+                           f"{first.get('msg')}); check report.iiif_base, a web address such as "
+                           f"\"http://localhost:8000/\"") from None
     return {"@context": _CONTEXT, **doc}
 
 

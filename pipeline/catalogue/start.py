@@ -97,8 +97,8 @@ def curated_start(project) -> tuple["StartBank", dict]:
 def note_retrain(project, train_attrs, new_model: str) -> bool:
     """Append to curation.toml, once per retrained model, which new sprite is which entry. → appended?"""
     path = project.root / CURATION_NAME
-    if "curated_from" not in train_attrs or not path.exists():
-        return False
+    if "curated_from" not in train_attrs or "bank" in train_attrs or not path.exists():
+        return False   # a matched project's model was retrained in its bank: the note belongs there
     text = path.read_text(encoding="utf-8")
     marker = f"as model {new_model}"
     if marker in text:
