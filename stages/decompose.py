@@ -41,27 +41,31 @@ def run(ctx) -> None:
         crops = src["crops"]
         n = crops.shape[0]
         writer = RecordWriter(f, n, model)
-        with tqdm(total=n, desc="decompose", unit="crop", disable=not ctx.progress, mininterval=0.5) as bar:
-            for lo in range(0, n, batch):
-                x = torch.from_numpy(crops[lo:lo + batch]).to(device).float().div_(255)
-                writer.add(lo, model.decompose_batch(x))
-                bar.update(len(x))
+
+        def batches(desc: str):
+            """(first crop id, crops (B, C, S, S) in [0, 1] on the device), with a progress bar."""
+            with tqdm(total=n, desc=desc, unit="crop", disable=not ctx.progress, mininterval=0.5) as bar:
+                for lo in range(0, n, batch):
+                    x = torch.from_numpy(crops[lo:lo + batch]).to(device).float().div_(255)
+                    yield lo, x
+                    bar.update(len(x))
+
+        for lo, x in batches("decompose"):
+            writer.add(lo, model.decompose_batch(x))
         writer.close()
         if "seeds_json" in attrs:   # every seed run explains the crops too: the report compares them (agreement)
             runs = json.loads(attrs["seeds_json"])
             fronts = f.create_dataset("seeds/front", shape=(len(runs), n), dtype=np.int16)
             f["seeds"].attrs["runs_json"] = attrs["seeds_json"]
-            for r in range(len(runs)):
+            for r, run in enumerate(runs):
+                if run["kept"]:         # the model just decomposed
+                    fronts[r] = f["front"][()]
+                    continue
                 other, _ = load_trained(ctx.upstream("train"), device, weights=f"seeds/run{r}")
-                with tqdm(total=n, desc=f"decompose, seed run {r + 1}", unit="crop", disable=not ctx.progress,
-                          mininterval=0.5) as bar:
-                    for lo in range(0, n, batch):
-                        x = torch.from_numpy(crops[lo:lo + batch]).to(device).float().div_(255)
-                        rec = other.decompose_batch(x)
-                        sprite, occlusion = rec.sprite.cpu().numpy(), rec.occlusion.cpu().numpy()
-                        layer = front_layer(sprite, occlusion)
-                        fronts[r, lo:lo + len(x)] = sprite[np.arange(len(x)), layer]
-                        bar.update(len(x))
+                for lo, x in batches(f"decompose, seed run {r + 1}"):
+                    rec = other.decompose_batch(x)
+                    sprite, occlusion = rec.sprite.cpu().numpy(), rec.occlusion.cpu().numpy()
+                    fronts[r, lo:lo + len(x)] = sprite[np.arange(len(x)), front_layer(sprite, occlusion)]
     with h5py.File(ctx.output, "r") as f:
         err = f["error"][()]
         front = f["front"][()]
