@@ -196,6 +196,21 @@ class TestLayerWeights:
         assert layer_weights(_rand(3, 2, 1, 4, 5)).shape == (4, 2, 1, 4, 5)
         assert visibility(_rand(3, 2, 1, 4, 5)).shape == (3, 2, 1, 4, 5)
 
+    @pytest.mark.parametrize("L", [1, 2, 3, 10])
+    def test_fixed_order_running_product_matches_pairwise_form(self, L):
+        # None takes the running product; the explicit matrix the pairwise product (Eq. 2)
+        alphas = _rand(L, 3, 1, 4, 5, seed=L, dtype=torch.float64)
+        alphas[0, 0, 0, 0, 0] = 1.0  # an opaque pixel: no division anywhere
+        alphas.requires_grad_(True)
+        weights = torch.arange(1.0, L + 1, dtype=torch.float64)[:, None, None, None, None]
+        fast = visibility(alphas)
+        pairwise = visibility(alphas, fixed_occlusion(L, 3, dtype=torch.float64))
+        assert torch.allclose(fast, pairwise, atol=1e-12)
+        if L > 1:
+            (g_fast,) = torch.autograd.grad((weights * fast).sum(), alphas)
+            (g_pair,) = torch.autograd.grad((weights * pairwise).sum(), alphas)
+            assert torch.allclose(g_fast, g_pair, atol=1e-12)
+
     def test_composite_uses_weights(self):
         layers, alphas, bg = (
             _rand(3, 2, 3, 4, 4, seed=16),
