@@ -80,7 +80,7 @@ def run(ctx) -> None:
                                catalogue, unmatched, trust)
         pages = render_report(environment(project.root), tmp, report_dir, data, progress=ctx.progress)
         if reuse:
-            for name in ("crops", "recon", "aligned", "deviation", "thumbs.json"):
+            for name in ("crops", "recon", "aligned", "thumbs.json"):
                 os.replace(report_dir / "img" / name, tmp / "img" / name)
         swap(tmp, report_dir)
     except BaseException:

@@ -155,3 +155,32 @@ def test_pages_read_without_javascript(browser, glyphs):
         assert page.locator(".crop-card").count() > 0
     finally:
         page.close()
+
+
+def test_deviation_maps_drawn_by_the_browser_follow_the_formula(browser, glyphs):
+    """The sprite page's deviation switch shows, per card, |crop − reconstruction| averaged over the
+    channels, smoothed and coloured paper → red (pipeline.trust.deviation), drawn by the browser."""
+    import cv2
+    import h5py
+    import numpy as np
+    from pipeline.trust.deviation import PAPER, RED, SCALE, deviation_maps
+    page = browser.new_page()
+    try:
+        page.goto((glyphs.report_dir / "sprites" / "sprite_000.html").resolve().as_uri())
+        page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=15000)
+        card = page.locator(".crop-card").first
+        assert not card.locator(".dev").is_visible()
+        page.click("label[for=show-deviation]")
+        assert card.locator(".dev").is_visible()
+        i = int(card.get_attribute("id")[1:])
+        shot = cv2.imdecode(np.frombuffer(card.locator(".dev").screenshot(), np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+    finally:
+        page.close()
+    with h5py.File(glyphs.stage_path("ingest"), "r") as ing, h5py.File(glyphs.stage_path("decompose"), "r") as dec:
+        crop, recon = ing["crops"][i:i + 1], dec["recon"][i:i + 1]
+    S = crop.shape[-1]
+    t = np.clip(deviation_maps(crop, recon)[0] / SCALE, 0, 1)[..., None]               # (S, S, 1)
+    expected = np.array(PAPER) * (1 - t) + np.array(RED) * t                            # (S, S, 3)
+    drawn = cv2.resize(shot.astype(np.float32), (S, S), interpolation=cv2.INTER_AREA)
+    assert t.max() > 0.2, "the card's crop should differ somewhere from its reconstruction"
+    assert np.abs(drawn - expected).mean() < 8, np.abs(drawn - expected).mean()

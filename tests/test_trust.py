@@ -249,3 +249,38 @@ def test_a_finished_seed_run_is_not_trained_again(tmp_path):
         _path.__globals__["train_runs"] = original
     assert calls == [0, 100, 100]                                      # seed 0 trained once
     assert any("seed run 1 of 2 already done" in m for m in logs)
+
+
+# --- planted ambiguous letters, three seeds -------------------------------------------------------
+
+@pytest.mark.slow
+def test_planted_ambiguous_letters_top_the_uncertain_queue(tmp_path):
+    """300 glyphs letters + 8 crops that are half one letter, half another (their mean): trained
+    with 3 seeds, the 8 mixes are the 8 most doubtful crops, and every sprite shows its stability."""
+    from PIL import Image
+    from pipeline.examples import generate_example
+    images = tmp_path / "images"
+    generate_example("glyphs", images, count=300, seed=3)
+    files = sorted(images.rglob("*.png"))
+    rng = np.random.default_rng(1)
+    planted = set()
+    for i in range(8):
+        a, b = rng.choice(len(files), 2, replace=False)
+        mix = (np.asarray(Image.open(files[a]), np.float64) + np.asarray(Image.open(files[b]), np.float64)) / 2
+        folder = images / "mixed"
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(mix.round().astype(np.uint8)).save(folder / f"mix{i}.png")
+        planted.add(f"mixed/mix{i}.png")
+    project = init_project(tmp_path / "p", images=str(images), preset="clustering",
+                           sets=["model.sprites=10", "ingest.size=28", "ingest.channels=1", "train.epochs=25",
+                                 "train.threads=1", "train.seeds=3"])
+    quiet_run(project)
+    with open(project.exports_dir / "assignments.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    page = (project.report_dir / "uncertain.html").read_text(encoding="utf-8")
+    listed = [int(c) for c in re.findall(r'<tr id="c(\d+)"', page)]
+    top = {rows[i]["source"] for i in listed[:len(planted)]}
+    assert top == planted, sorted((rows[i]["source"], rows[i]["doubt"]) for i in listed[:12])
+    index = (project.report_dir / "index.html").read_text(encoding="utf-8")
+    stable = [int(v) for v in re.findall(r"stable (\d+) %", index)]
+    assert len(stable) == len({r["sprite"] for r in rows}) and all(0 <= v <= 100 for v in stable)

@@ -32,7 +32,7 @@ from pipeline.report.exports import assignment_rows, atomic_path, write_assignme
 from pipeline.report.render import ReportData, fmt_duration, fmt_number
 from pipeline.core.sample import spread_ids
 from pipeline.report.thumbs import rgba, sample_pictures, sprite_bank, to_hwc, write_png
-from pipeline.trust.deviation import GRID, coarse_maps, deviation_maps, deviation_scores, heat_rgb
+from pipeline.trust.deviation import GRID, coarse_maps, deviation_maps, deviation_scores
 from pipeline.trust.families import families, family_distances, family_of_sprite, shapes
 from pipeline.trust.stability import agreement
 from pipeline.trust.uncertain import doubt_scores, front_runner_up
@@ -40,7 +40,7 @@ from pipeline.trust.uncertain import doubt_scores, front_runner_up
 __all__ = ["THUMBS_VERSION", "crop_name", "template_inputs", "clean_leftovers", "thumbs_key", "reusable_thumbs",
            "write_thumbs", "deviations", "swap", "write_exports", "write_bank_and_sample", "write_snapshots", "report_data"]
 
-THUMBS_VERSION = 2   # bump when the thumbnails' pixels change (2: img/deviation)
+THUMBS_VERSION = 3   # bump when the thumbnails' pixels change (3: no img/deviation, the browser draws it)
 _CHUNK = 512         # crops per streaming step
 
 
@@ -90,9 +90,9 @@ def reusable_thumbs(report_dir: Path, key: dict) -> bool:
 
 def write_thumbs(img: Path, ing: h5py.File, dec: h5py.File, progress: bool = False, threads: int = 0) -> None:
     """img/crops, img/recon, img/aligned (the front sprite as placed, RGBA), as decompose stored
-    them, and img/deviation (where each crop differs from its aligned sprite)."""
+    them. (The deviation pictures are drawn by the browser from crops and recon, see _macros.html.)"""
     n, C = ing["crops"].shape[0], ing["crops"].shape[1]
-    folders = [img / "crops", img / "recon", img / "aligned", img / "deviation"]
+    folders = [img / "crops", img / "recon", img / "aligned"]
     for f in folders:
         f.mkdir(parents=True, exist_ok=True)
     pool = ThreadPoolExecutor(_threads(threads))
@@ -112,9 +112,8 @@ def write_thumbs(img: Path, ing: h5py.File, dec: h5py.File, progress: bool = Fal
                     f.result()
                 half = max(1, (hi - lo) // 2)
                 jobs = []
-                deviation = [heat_rgb(m) for m in deviation_maps(crops, recon)]
                 for folder, arrays in ((folders[0], [to_hwc(a) for a in crops]), (folders[1], [to_hwc(a) for a in recon]),
-                                       (folders[2], [rgba(a[:C], a[C:]) for a in aligned]), (folders[3], deviation)):
+                                       (folders[2], [rgba(a[:C], a[C:]) for a in aligned])):
                     jobs += [(folder, arrays[:half], lo), (folder, arrays[half:], lo + half)]
                 pending = [pool.submit(save, job) for job in jobs]
                 bar.update(hi - lo)

@@ -23,6 +23,7 @@ from tqdm import tqdm
 import pipeline
 from pipeline.catalogue.catalogue import NO_SPRITE, UNASSIGNED, UNMATCHED, Catalogue
 from pipeline.report import trust_pages
+from pipeline.trust.deviation import SIGMA as DEVIATION_SIGMA, heat_tables
 from pipeline.trust.uncertain import doubt_scores
 from pipeline.report.provenance import CARD_METADATA, Provenance
 from pipeline.report.thumbs import BACKGROUND_COLOUR, LAYER_COLOURS, display_size, palette
@@ -279,7 +280,7 @@ def _galleries(env, out: Path, final: Path, d: ReportData, order: np.ndarray, pr
             cards = [{"id": int(i), **source_info(d.provenance, int(i), page_dir, "../", thumb),
                       "crop": f"../img/crops/{_crop(i, n)}", "recon": f"../img/recon/{_crop(i, n)}",
                       "aligned": f"../img/aligned/{_crop(i, n)}", "sprite": int(d.front[i]),
-                      "deviation": f"../img/deviation/{_crop(i, n)}", "dev": float(d.deviation[i]),
+                      "dev": float(d.deviation[i]),
                       "error": float(d.error[i]), "margin": float(d.margin[i])} for i in chunk]
             p = pager(number, count, lambda m: page_name(g, m))
             summary = (f"{len(ids):,} crop{'' if len(ids) == 1 else 's'} ({_share(len(ids), n)} of {n:,})"
@@ -328,7 +329,8 @@ def _crop(i: int, n: int) -> str:
 
 def _common(d: ReportData, root: str, page: str, keys: bool) -> dict[str, Any]:
     return {"project_name": d.project_name, "version": d.version, "created": d.created, "root": root,
-            "page": page, "keys": keys, "has_pages": bool(d.provenance.pages)}
+            "page": page, "keys": keys, "has_pages": bool(d.provenance.pages),
+            "deviation_blur": DEVIATION_SIGMA / max(1, d.size), "deviation_tables": heat_tables()}
 
 
 def gallery_href(d: ReportData, rank: np.ndarray, i: int, root: str = "") -> str:

@@ -36,7 +36,7 @@ def write_variants(env, out: Path, d: "render.ReportData", g: int, ids: np.ndarr
         members = strong[rows]
         cards = [{"id": int(i), **render.source_info(d.provenance, int(i), page_dir, "../", thumb),
                   "crop": f"../img/crops/{render._crop(i, n)}", "recon": f"../img/recon/{render._crop(i, n)}",
-                  "aligned": f"../img/aligned/{render._crop(i, n)}", "deviation": f"../img/deviation/{render._crop(i, n)}",
+                  "aligned": f"../img/aligned/{render._crop(i, n)}",
                   "sprite": int(d.front[i]), "dev": float(d.deviation[i]), "error": float(d.error[i]),
                   "margin": float(d.margin[i])} for i in members]
         places = sorted({d.provenance.place(int(i)) for i in members})

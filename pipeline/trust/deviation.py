@@ -14,13 +14,16 @@ import cv2
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 
-__all__ = ["SIGMA", "TOP", "SCALE", "deviation_maps", "deviation_scores", "heat_rgb", "coarse_maps", "variant_groups"]
+__all__ = ["SIGMA", "TOP", "SCALE", "PAPER", "RED", "deviation_maps", "deviation_scores", "heat_tables", "coarse_maps",
+           "variant_groups"]
 
 SIGMA = 1.0        # px, the Gaussian smoothing of the maps (single-pixel noise is not a deviation)
 TOP = 0.05         # share of the pixels whose mean is the score
 GRID = 8           # side of the coarse map compared when grouping deviations
 SIMILAR = 0.6      # mean cosine similarity of coarse maps between two groups that are joined
 SCALE = 0.25       # the deviation drawn fully red in the pictures (a quarter of the intensity range)
+PAPER = (246, 243, 236)   # RGB of no deviation in the pictures
+RED = (170, 20, 20)       # RGB of a deviation of SCALE or more
 
 
 def deviation_maps(crops: np.ndarray, recon: np.ndarray, sigma: float = SIGMA) -> np.ndarray:
@@ -39,12 +42,14 @@ def deviation_scores(maps: np.ndarray, top: float = TOP) -> np.ndarray:
     return np.partition(flat, flat.shape[1] - k, axis=1)[:, -k:].mean(axis=1)
 
 
-def heat_rgb(m: np.ndarray, scale: float = SCALE) -> np.ndarray:
-    """(S, S) map → (S, S, 3) uint8 picture: paper white where the crop matches its sprite, dark red
-    where it deviates (`scale` = the value shown as fully red)."""
-    t = np.clip(m / max(scale, 1e-6), 0, 1)[..., None]
-    paper, red = np.array([246, 243, 236], np.float32), np.array([170, 20, 20], np.float32)
-    return (paper * (1 - t) + red * t).round().astype(np.uint8)
+def heat_tables(scale: float = SCALE, steps: int = 64) -> tuple[str, str, str]:
+    """The pictures' colour ramp as the `tableValues` of an SVG feComponentTransfer (R, G, B): a map
+    value m in [0, 1] is drawn PAPER at 0, RED from `scale` on, linearly between. The report's pages
+    draw the maps in the browser (|crop − reconstruction| by CSS difference blending, then this
+    filter), so no picture file is written per crop."""
+    m = np.linspace(0, 1, steps + 1)
+    t = np.clip(m / max(scale, 1e-6), 0, 1)
+    return tuple(" ".join(f"{(p * (1 - v) + r * v) / 255:.4f}" for v in t) for p, r in zip(PAPER, RED))
 
 
 def coarse_maps(maps: np.ndarray) -> np.ndarray:
