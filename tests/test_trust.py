@@ -51,6 +51,9 @@ class TestDoubt:
         doubt = doubt_scores(margin, error)
         assert doubt[1] == doubt.max() == doubt[2] and doubt[3] == doubt.min()
         assert doubt_scores(margin, error, agreement=np.array([1.0, 1.0, 1.0, 0.0]))[3] == 1.0
+        # agreement counts as itself: losing a quarter of its companions is a quarter of the way to certain doubt
+        with_agreement = doubt_scores(margin, error, agreement=np.array([1.0, 1.0, 1.0, 0.75]))
+        assert with_agreement[3] == pytest.approx(1 - (1 - doubt[3]) * 0.75)
 
     def test_runner_up_of_the_front_layer(self):
         sprite = np.array([[2, 5], [1, -1]])
@@ -186,14 +189,15 @@ def test_families_reach_the_exports_and_eval(planted):
 
 # --- stability across seeds -------------------------------------------------------------------------
 
-def test_agreement_is_invariant_to_how_runs_number_their_sprites():
+def test_agreement_and_stability_are_invariant_to_how_runs_number_their_sprites():
     from pipeline.trust.stability import agreement, match_sprites
     kept = np.array([0, 0, 0, 1, 1, 1, 2, 2, -1])
     renamed = np.array([2, 2, 2, 0, 0, 0, 1, 1, -1])            # the same clusters, other numbers
     moved = np.array([1, 1, 0, 2, 2, 2, 0, 0, -1])              # crop 2 changed cluster
     assert match_sprites(kept, renamed, 3).tolist() == [-1, 1, 2, 0]
     agree, stability = agreement(np.stack([kept, renamed, moved]), 0, 4)
-    assert agree.tolist() == [1, 1, 0.5, 1, 1, 1, 1, 1, 1]
+    # crops 0 and 1 keep one of their two companions in the third run, crop 2 none; the rest all
+    assert agree.tolist() == [0.75, 0.75, 0.5, 1, 1, 1, 1, 1, 1]
     assert stability[:3].tolist() == pytest.approx([2.5 / 3, 1, 1]) and np.isnan(stability[3])
 
 
@@ -255,32 +259,40 @@ def test_a_finished_seed_run_is_not_trained_again(tmp_path):
 
 @pytest.mark.slow
 def test_planted_ambiguous_letters_top_the_uncertain_queue(tmp_path):
-    """300 glyphs letters + 8 crops that are half one letter, half another (their mean): trained
-    with 3 seeds, the 8 mixes are the 8 most doubtful crops, and every sprite shows its stability."""
+    """600 glyphs letters + 8 crops that are half one letter, half another (their mean), trained with
+    3 seeds: the mixes are near the top of the uncertain queue, and what ranks above them is mostly
+    letters the model put with another letter (the labels only check; nothing reads them to rank)."""
+    from collections import Counter
     from PIL import Image
     from pipeline.examples import generate_example
     images = tmp_path / "images"
-    generate_example("glyphs", images, count=300, seed=3)
+    generate_example("glyphs", images, count=600, seed=3)
     files = sorted(images.rglob("*.png"))
     rng = np.random.default_rng(1)
     planted = set()
+    (images / "mixed").mkdir()
     for i in range(8):
         a, b = rng.choice(len(files), 2, replace=False)
         mix = (np.asarray(Image.open(files[a]), np.float64) + np.asarray(Image.open(files[b]), np.float64)) / 2
-        folder = images / "mixed"
-        folder.mkdir(exist_ok=True)
-        Image.fromarray(mix.round().astype(np.uint8)).save(folder / f"mix{i}.png")
+        Image.fromarray(mix.round().astype(np.uint8)).save(images / "mixed" / f"mix{i}.png")
         planted.add(f"mixed/mix{i}.png")
     project = init_project(tmp_path / "p", images=str(images), preset="clustering",
-                           sets=["model.sprites=10", "ingest.size=28", "ingest.channels=1", "train.epochs=25",
+                           sets=["model.sprites=10", "ingest.size=28", "ingest.channels=1", "train.epochs=60",
                                  "train.threads=1", "train.seeds=3"])
     quiet_run(project)
     with open(project.exports_dir / "assignments.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     page = (project.report_dir / "uncertain.html").read_text(encoding="utf-8")
-    listed = [int(c) for c in re.findall(r'<tr id="c(\d+)"', page)]
-    top = {rows[i]["source"] for i in listed[:len(planted)]}
-    assert top == planted, sorted((rows[i]["source"], rows[i]["doubt"]) for i in listed[:12])
+    queue = [rows[int(c)]["source"] for c in re.findall(r'<tr id="c(\d+)"', page)]
+    ranks = sorted(queue.index(p) for p in planted)
+    assert ranks[-1] < 0.08 * len(rows) and np.median(ranks) <= 20, ranks
+    with open(images / "ground_truth" / "labels.csv", newline="", encoding="utf-8") as f:
+        label = {"images/" + r["source"]: r["label"] for r in csv.DictReader(f)}
+    sprite = {r["source"]: r["sprite"] for r in rows}
+    majority = {k: Counter(label[s] for s in label if sprite[s] == k).most_common(1)[0][0] for k in set(sprite.values())}
+    misplaced = {s for s in label if label[s] != majority[sprite[s]]}
+    assert len(misplaced) < 0.08 * len(label)                            # a model that mostly knows its letters
+    assert len((planted | misplaced) & set(queue[:30])) >= 15, queue[:30]
     index = (project.report_dir / "index.html").read_text(encoding="utf-8")
     stable = [int(v) for v in re.findall(r"stable (\d+) %", index)]
     assert len(stable) == len({r["sprite"] for r in rows}) and all(0 <= v <= 100 for v in stable)
