@@ -612,8 +612,10 @@ def evaluate(project: Project | str | Path, labels: Path | str | None = None,
             result["counts"]["labels"] = counts
             result["clustering"] = scores
             if family is not None:
-                fam_front = np.where(front >= 0, family[np.maximum(front, 0)], -1)
-                result["families"]["clustering"] = _clustering(fam_front, values[rows], n_classes, K)
+                # families numbered 0 … F − 1, so that F families for F classes are mapped one-to-one
+                ids, compact = np.unique(family, return_inverse=True)
+                fam_front = np.where(front >= 0, compact[np.maximum(front, 0)], -1)
+                result["families"]["clustering"] = _clustering(fam_front, values[rows], n_classes, len(ids))
         if truth_masks is not None:
             crop_ids, rows, counts = _join(crop_sources, truth_masks["source"], root, "masks", str(masks))
             result["masks_file"] = str(masks)
