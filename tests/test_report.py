@@ -13,7 +13,8 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.report.render import file_href, loss_chart, pager, quote_path
+from pipeline.report.charts import loss_chart
+from pipeline.report.render import file_href, pager, quote_path
 from pipeline.core.store import read_strings, stage_attrs
 from report_fixtures import (HOSTILE_NAMES, copy_project, gallery_ids, glyphs_project, hostile_project,
                              quiet_run)

@@ -29,7 +29,8 @@ from pipeline.core.store import pid_alive, read_strings
 from pipeline.catalogue.annotations import ANNOTATIONS_DIR, write_annotations
 from pipeline.catalogue.catalogue import Catalogue
 from pipeline.report.exports import assignment_rows, atomic_path, write_assignments, write_masks, write_sprite_pngs
-from pipeline.report.render import ReportData, fmt_duration, fmt_number
+from pipeline.report.numbers import fmt_duration, fmt_number
+from pipeline.report.render import ReportData
 from pipeline.core.sample import spread_ids
 from pipeline.report.thumbs import rgba, sample_pictures, sprite_bank, to_hwc, write_png
 from pipeline.trust.deviation import GRID, coarse_maps, deviation_maps, deviation_scores

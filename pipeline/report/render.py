@@ -9,11 +9,10 @@ path segment, so the report folder opens from the file system and can be zipped.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import quote
 
 import jinja2
@@ -22,14 +21,16 @@ from tqdm import tqdm
 
 import pipeline
 from pipeline.catalogue.catalogue import NO_SPRITE, UNASSIGNED, UNMATCHED, Catalogue
-from pipeline.report import trust_pages
+from pipeline.report import page_views, trust_pages
 from pipeline.trust.deviation import SIGMA as DEVIATION_SIGMA, heat_tables
 from pipeline.trust.uncertain import doubt_scores
+from pipeline.report.charts import loss_chart, usage_chart
+from pipeline.report.numbers import fmt_duration, fmt_number
 from pipeline.report.provenance import CARD_METADATA, Provenance
 from pipeline.report.thumbs import BACKGROUND_COLOUR, LAYER_COLOURS, display_size, palette
 
-__all__ = ["template_dirs", "environment", "write_page", "quote_path", "file_href", "loss_chart",
-           "usage_chart", "fmt_number", "pager", "ReportData", "render_report", "gallery_order", "page_name"]
+__all__ = ["template_dirs", "environment", "write_page", "quote_path", "file_href", "fmt_number", "pager",
+           "ReportData", "render_report", "gallery_order", "page_name"]
 
 
 def template_dirs(project_root: Path | None = None) -> list[Path]:
@@ -54,35 +55,6 @@ def file_href(target: Path, page_dir: Path) -> str:
         return Path(target).resolve().as_uri()
 
 
-def fmt_number(value: Any, digits: int = 4) -> str:
-    """Numbers for people, never in e-notation unless tiny: 0.000754 → '0.00075' (digits=2),
-    12345 → '12,345', 3.14159 → '3.14', nan → '–'."""
-    if value is None:
-        return "–"
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return f"{int(value):,}"
-    v = float(value)
-    if not math.isfinite(v):
-        return "–"
-    if v == 0:
-        return "0"
-    if abs(v) >= 1:
-        return f"{v:,.2f}"
-    if abs(v) < 1e-8:
-        return f"{v:.{max(digits - 1, 0)}e}"
-    decimals = digits - 1 - math.floor(math.log10(abs(v)))
-    return f"{v:.{decimals}f}".rstrip("0").rstrip(".")
-
-
-def fmt_duration(seconds: float) -> str:
-    s = float(seconds)
-    if s < 90:
-        return f"{s:.0f} s"
-    if s < 5400:
-        return f"{s / 60:.1f} min"
-    return f"{s / 3600:.1f} h"
-
-
 def environment(project_root: Path | None = None) -> jinja2.Environment:
     dirs = template_dirs(project_root)
     if not dirs:
@@ -98,66 +70,6 @@ def environment(project_root: Path | None = None) -> jinja2.Environment:
 def write_page(env: jinja2.Environment, path: Path, template: str, **context: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(env.get_template(template).render(**context), encoding="utf-8")
-
-
-def _ticks(lo: float, hi: float, n: int = 4) -> list[float]:
-    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
-        return [lo]
-    raw = (hi - lo) / n
-    mag = 10 ** math.floor(math.log10(raw))
-    step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=raw)
-    first = math.ceil(lo / step) * step
-    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
-
-
-def loss_chart(steps: Sequence[float], losses: Sequence[float], width: int = 560, height: int = 220,
-               max_points: int = 400) -> dict[str, Any] | None:
-    """Geometry of the training-loss line chart for `_charts.html` (None without history)."""
-    pts = [(float(s), float(v)) for s, v in zip(steps, losses) if math.isfinite(v)]
-    if not pts:
-        return None
-    if len(pts) > max_points:
-        stride = len(pts) / max_points
-        pts = [pts[int(i * stride)] for i in range(max_points)] + [pts[-1]]
-    left, right, top, bottom = 64, 16, 12, 40
-    x0, x1 = pts[0][0], max(pts[-1][0], pts[0][0] + 1)
-    ys = [v for _, v in pts]
-    y0, y1 = min(ys), max(ys)
-    if y1 - y0 < 1e-12:
-        y0, y1 = y0 - 0.5 * abs(y0 or 1), y1 + 0.5 * abs(y1 or 1)
-    pad = (y1 - y0) * 0.05
-    y0, y1 = max(0.0, y0 - pad) if y0 >= 0 else y0 - pad, y1 + pad
-    sx = lambda x: left + (x - x0) / (x1 - x0) * (width - left - right)  # noqa: E731
-    sy = lambda y: top + (1 - (y - y0) / (y1 - y0)) * (height - top - bottom)  # noqa: E731
-    return {
-        "width": width, "height": height, "left": left, "right": width - right, "top": top,
-        "bottom": height - bottom,
-        "points": " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts),
-        "xticks": [{"pos": round(sx(t), 1), "label": f"{t:,.0f}"} for t in _ticks(x0, x1) if float(t).is_integer()],
-        "yticks": [{"pos": round(sy(t), 1), "label": fmt_number(t, 3)} for t in _ticks(y0, y1)],
-        "last": {"x": round(sx(pts[-1][0]), 1), "y": round(sy(pts[-1][1]), 1), "label": fmt_number(pts[-1][1], 4)},
-        "single": len(pts) == 1,
-    }
-
-
-def usage_chart(counts: Sequence[int], colours: Sequence[str], hrefs: Sequence[str], height: int = 220,
-                max_width: int = 900) -> dict[str, Any]:
-    """Geometry of the sprite-usage bar chart: one bar per sprite, linked to its page."""
-    K = len(counts)
-    left, top, bottom = 48, 12, 40
-    bar = max(4, min(36, (max_width - left - 8) // max(K, 1)))
-    width = left + bar * K + 8
-    top_count = max(max(counts, default=0), 1)
-    inner = height - top - bottom
-    bars = []
-    for k, c in enumerate(counts):
-        h = inner * c / top_count
-        bars.append({"x": left + k * bar + 1, "y": round(top + inner - h, 1), "w": bar - 2, "h": round(h, 1),
-                     "colour": colours[k], "href": hrefs[k], "count": c, "k": k,
-                     "label": str(k) if K <= 40 or k % 5 == 0 else ""})
-    return {"width": width, "height": height, "left": left, "top": top, "bottom": height - bottom, "bars": bars,
-            "yticks": [{"pos": round(top + inner * (1 - t / top_count), 1), "label": f"{t:,.0f}"}
-                       for t in _ticks(0, top_count) if float(t).is_integer()]}
 
 
 def pager(number: int, count: int, href, window: int = 2) -> dict[str, Any]:
@@ -370,49 +282,6 @@ def source_info(p: Provenance, i: int, page_dir: Path, root: str, side: int) -> 
     return info
 
 
-def _page_views(env, out: Path, final: Path, d: ReportData, rank: np.ndarray) -> list[str]:
-    """pages.html (every page cut into crops) and pages/page_NNNNNN.html (one page, its crops outlined)."""
-    p = d.provenance
-    if not p.pages:
-        return []
-    colours = palette(d.K)
-    order = np.argsort(p.page_row, kind="stable")
-    rows = p.page_row[order]
-    starts = np.searchsorted(rows, np.arange(len(p.pages)))
-    ends = np.searchsorted(rows, np.arange(len(p.pages)), side="right")
-    written, tiles = [], []
-    for r, page in enumerate(p.pages):
-        ids = order[starts[r]:ends[r]].tolist()
-        if not ids:
-            continue
-        first = ids[0]
-        prev_r = next((q for q in range(r - 1, -1, -1) if ends[q] > starts[q]), None)
-        next_r = next((q for q in range(r + 1, len(p.pages)) if ends[q] > starts[q]), None)
-        w, h = _fit(page.width, page.height, 900) if max(page.width, page.height) > 900 else (page.width, page.height)
-        crops = []
-        for i in ids:
-            k = int(d.front[i])
-            x, y, bw, bh = (int(v) for v in p.box[i])
-            crops.append({"id": i, "box": p.outline(i), "colour": colours[k] if k >= 0 else "#888888",
-                          "sprite": sprite_caption(d, k), "gallery": gallery_href(d, rank, i, "../"),
-                          "xywh": f"{x}, {y}, {bw}, {bh}", "label": p.label[i], "error": float(d.error[i]),
-                          "region": p.iiif_region[i]})
-        info = source_info(p, first, final / "pages", "../", 0)
-        write_page(env, out / page.view, "page.html", **_common(d, "../", "page", True),
-                   place=info["place"], source=info["source"], href=info["href"], iiif=info["iiif"],
-                   metadata=p.metadata_of(first), image=f"../{page.image}", w=w, h=h, crops=crops,
-                   prev_page=None if prev_r is None else f"page_{prev_r:06d}.html",
-                   next_page=None if next_r is None else f"page_{next_r:06d}.html",
-                   nav_prev=None if prev_r is None else f"page_{prev_r:06d}.html",
-                   nav_next=None if next_r is None else f"page_{next_r:06d}.html")
-        written.append(page.view)
-        tw, th = _fit(page.width, page.height, 180)
-        tiles.append({"href": page.view, "img": page.image, "w": tw, "h": th, "place": info["place"], "count": len(ids)})
-    write_page(env, out / "pages.html", "pages.html", **_common(d, "", "pages", False), tiles=tiles,
-               crops=int((p.page_row >= 0).sum()))
-    return ["pages.html"] + written
-
-
 def _index(env, out: Path, final: Path, d: ReportData) -> None:
     n = len(d.front)
     counts = np.bincount(d.front[d.front >= 0].astype(np.int64), minlength=d.K)[:d.K].tolist()
@@ -500,4 +369,4 @@ def render_report(env, out: Path, final: Path, d: ReportData, progress: bool = F
     _index(env, out, final, d)
     _reconstructions(env, out, final, d, rank)
     trust_pages.write_uncertain(env, out, final, d, rank)
-    return ["index.html", "reconstructions.html", "uncertain.html"] + pages + _page_views(env, out, final, d, rank)
+    return ["index.html", "reconstructions.html", "uncertain.html"] + pages + page_views.write_page_views(env, out, final, d, rank)

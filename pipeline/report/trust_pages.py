@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.report import render
+from pipeline.report.numbers import fmt_number
 from pipeline.report.thumbs import display_size
 from pipeline.trust.deviation import variant_groups
 from pipeline.trust.uncertain import QUEUE
@@ -42,7 +43,7 @@ def write_variants(env, out: Path, d: "render.ReportData", g: int, ids: np.ndarr
         places = sorted({d.provenance.place(int(i)) for i in members})
         groups.append({"cards": cards, "places": ", ".join(places[:4]) + (f" and {len(places) - 4} more" if len(places) > 4 else "")})
     summary = (f"{len(strong):,} of {len(ids):,} crops deviate more than usual from the sprite "
-               f"(deviation above {render.fmt_number(med + 3 * 1.4826 * mad, 2)}; median {render.fmt_number(med, 2)}), in {len(groups)} group"
+               f"(deviation above {fmt_number(med + 3 * 1.4826 * mad, 2)}; median {fmt_number(med, 2)}), in {len(groups)} group"
                f"{'' if len(groups) == 1 else 's'}")
     render.write_page(env, out / "sprites" / variants_name(g), "variants.html", **render._common(d, "../", "sprite", False),
                heading=d.label(g), summary=summary, groups=groups, thumb=thumb,
