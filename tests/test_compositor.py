@@ -196,6 +196,20 @@ class TestLayerWeights:
         assert layer_weights(_rand(3, 2, 1, 4, 5)).shape == (4, 2, 1, 4, 5)
         assert visibility(_rand(3, 2, 1, 4, 5)).shape == (3, 2, 1, 4, 5)
 
+    @pytest.mark.parametrize("L", [2, 3, 7])
+    def test_pairwise_visibility_is_the_product_of_its_factors(self, L):
+        # Eq. 2's T_l = Π_j (1 − occ[j, l] α_j) for a soft predicted order, with its gradient
+        alphas = _rand(L, 2, 1, 3, 4, seed=L, dtype=torch.float64).requires_grad_(True)
+        logits = (_rand(2, L * (L - 1) // 2, seed=L + 1, dtype=torch.float64) * 6 - 3).requires_grad_(True)
+        occ = occlusion_from_logits(logits, L)
+        reference = (1 - occ[:, :, :, None, None, None] * alphas[:, None]).prod(dim=0)
+        got = visibility(alphas, occ)
+        assert torch.allclose(got, reference, atol=1e-14)
+        w = torch.arange(1.0, L + 1, dtype=torch.float64)[:, None, None, None, None]
+        g_ref = torch.autograd.grad((w * reference).sum(), (alphas, logits))
+        g_got = torch.autograd.grad((w * visibility(alphas, occlusion_from_logits(logits, L))).sum(), (alphas, logits))
+        assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(g_got, g_ref))
+
     @pytest.mark.parametrize("L", [1, 2, 3, 10])
     def test_fixed_order_running_product_matches_pairwise_form(self, L):
         # None takes the running product; the explicit matrix the pairwise product (Eq. 2)
