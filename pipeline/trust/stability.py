@@ -34,8 +34,13 @@ def _counts(kept: np.ndarray, other: np.ndarray, K: int) -> np.ndarray:
 def match_sprites(kept: np.ndarray, other: np.ndarray, K: int) -> np.ndarray:
     """(N,) front sprites of the kept run and of another run (−1 = none) → (K + 1,) the kept run's
     sprite matched to each sprite of the other run, index k + 1 for sprite k, 0 for none (−2 = unmatched)."""
-    rows, cols = linear_sum_assignment(-_counts(kept, other, K))
-    out = np.full(K + 1, -2, np.int64)
+    return _matched(_counts(kept, other, K))
+
+
+def _matched(counts: np.ndarray) -> np.ndarray:
+    """:func:`match_sprites` from the co-assignment counts (K + 1, K + 1)."""
+    rows, cols = linear_sum_assignment(-counts)
+    out = np.full(len(counts), -2, np.int64)
     out[cols] = rows - 1
     return out
 
@@ -49,9 +54,10 @@ def agreement(fronts: np.ndarray, kept_run: int, K: int) -> tuple[np.ndarray, np
     agree, matched = np.zeros(len(kept)), np.zeros(len(kept))
     for r in others:
         other = fronts[r].astype(np.int64)
-        together = _counts(kept, other, K)[kept + 1, other + 1]            # (N,) the crop and its companions still with it
+        counts = _counts(kept, other, K)
+        together = counts[kept + 1, other + 1]                              # (N,) the crop and its companions still with it
         agree += np.where(size > 1, (together - 1) / np.maximum(size - 1, 1), 1.0)
-        matched += match_sprites(kept, other, K)[other + 1] == kept
+        matched += _matched(counts)[other + 1] == kept
     agree /= max(1, len(others))
     matched /= max(1, len(others))
     stability = np.full(K, np.nan)
