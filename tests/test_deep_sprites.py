@@ -17,7 +17,7 @@ from pipeline.models.sprites.compositor import composite, composite_premultiplie
 from pipeline.models.sprites.generator import MLPGenerator
 from pipeline.models.sprites.model import SpriteModel, gaussian_masks
 from pipeline.models.sprites.predicted import (SelectionHead, bin_loss, empty_loss, freq_loss, gumbel_softmax,
-                                               mix_layers, top_two)
+                                               mix_layers, straight_through, top_two)
 from pipeline.models.sprites.reassign import restart_sprite
 from tests.report_fixtures import quiet_run
 
@@ -137,6 +137,25 @@ def test_the_empty_sprite_is_never_chosen_while_sprites_are_frozen():
     model.train()
     p = model.probabilities(torch.randn(5, model.encoder.features), frozen=True)
     assert p.shape == (5, 4, 4) and torch.all(p[..., -1] == 0)
+
+
+def test_straight_through_is_one_hot_forward_and_soft_backward():
+    logits = torch.randn(4, 2, 5, requires_grad=True)
+    weights = torch.randn(4, 2, 5)
+    soft = gumbel_softmax(logits, 0.8, torch.Generator().manual_seed(1))
+    hard = straight_through(soft)
+    assert torch.equal(hard.detach(), torch.nn.functional.one_hot(soft.argmax(-1), 5).float())
+    (g_hard,) = torch.autograd.grad((weights * hard).sum(), logits)
+    soft = gumbel_softmax(logits, 0.8, torch.Generator().manual_seed(1))
+    (g_soft,) = torch.autograd.grad((weights * soft).sum(), logits)
+    assert torch.allclose(g_hard, g_soft)
+    model = _model("scenes", layers=2, straight_through=True)
+    model.train()
+    p = model.probabilities(torch.randn(3, model.encoder.features))
+    assert torch.all((p == 0) | (p == 1)) and torch.all(p.sum(-1) == 1)
+    model.eval()                                  # decompose: the softmax, soft as ever
+    q = model.probabilities(torch.randn(3, model.encoder.features))
+    assert torch.any((q > 0) & (q < 1))
 
 
 def test_top_two_gives_choice_runner_up_and_probability_gap():

@@ -36,7 +36,7 @@ from pipeline.models.sprites.compositor import composite, composite_premultiplie
 from pipeline.models.sprites.decomposition import Decomposition
 
 __all__ = ["SelectionHead", "PredictedSelection", "check_predicted", "MIN_LOSS_ONLY", "gumbel_softmax", "mix_layers",
-           "freq_loss", "bin_loss", "empty_loss", "top_two"]
+           "freq_loss", "bin_loss", "empty_loss", "top_two", "straight_through"]
 
 
 class SelectionHead(nn.Module):
@@ -73,6 +73,13 @@ def gumbel_softmax(logits: torch.Tensor, tau: torch.Tensor | float, generator: t
     tiny = torch.finfo(logits.dtype).tiny
     g = -torch.log(-torch.log(u.clamp(min=tiny, max=1 - 1e-7)))
     return torch.softmax((logits + g) / tau, dim=-1)
+
+
+def straight_through(p: torch.Tensor) -> torch.Tensor:
+    """Straight-through (Jang et al. 2017): the one-hot argmax of p (..., K') in the forward pass,
+    p's gradient in the backward one."""
+    hard = torch.nn.functional.one_hot(p.argmax(dim=-1), p.shape[-1]).to(p.dtype)
+    return hard + (p - p.detach())
 
 
 def mix_layers(p: torch.Tensor, layers: torch.Tensor, alphas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,10 +150,14 @@ class PredictedSelection:
     """Mixin of `SpriteModel`: training and decomposition with predicted selection."""
 
     def probabilities(self, features: torch.Tensor, frozen: bool = False) -> torch.Tensor:
-        """Predicted selection: (B, L, K') soft Gumbel-softmax while training, softmax otherwise."""
+        """Predicted selection: (B, L, K') soft Gumbel-softmax while training (one-hot in value with
+        `model.straight_through`), softmax otherwise."""
         logits = self.selection_head(features, drop_last=frozen and self.has_empty)
         tau = self.selection_head.temperature()
-        return gumbel_softmax(logits, tau) if self.training else torch.softmax(logits / tau, dim=-1)
+        if not self.training:
+            return torch.softmax(logits / tau, dim=-1)
+        p = gumbel_softmax(logits, tau)
+        return straight_through(p) if self.cfg.straight_through else p
 
     def _predicted_loss(self, x: torch.Tensor, features: torch.Tensor, noise: torch.Tensor | None,
                         frozen: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -110,6 +110,8 @@ class SpriteRecord:
     def _selection_fact(self) -> str:
         if self.cfg.selection == "predicted":
             tau = "learned temperature" if self.cfg.learn_tau else f"temperature {self.cfg.tau:g}"
+            if self.cfg.straight_through:
+                tau += ", straight-through one-hot choices in training"
             return (f"predicted by a linear head (Gumbel-softmax, {tau}; margin = the gap between the two "
                     "highest probabilities)")
         return f"min-loss, {self.cfg.selection} (margin = the cost gap to the runner-up)"
