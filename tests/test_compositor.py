@@ -196,12 +196,19 @@ class TestLayerWeights:
         assert layer_weights(_rand(3, 2, 1, 4, 5)).shape == (4, 2, 1, 4, 5)
         assert visibility(_rand(3, 2, 1, 4, 5)).shape == (3, 2, 1, 4, 5)
 
-    @pytest.mark.parametrize("L", [2, 3, 7])
+    @pytest.mark.parametrize("L", [2, 3, 7, 10])
     def test_pairwise_visibility_is_the_product_of_its_factors(self, L):
         # Eq. 2's T_l = Π_j (1 − occ[j, l] α_j) for a soft predicted order, with its gradient
-        alphas = _rand(L, 2, 1, 3, 4, seed=L, dtype=torch.float64).requires_grad_(True)
-        logits = (_rand(2, L * (L - 1) // 2, seed=L + 1, dtype=torch.float64) * 6 - 3).requires_grad_(True)
+        # (written out by hand in the compositor: checked against autograd through `prod`)
+        alphas = _rand(L, 2, 1, 3, 4, seed=L, dtype=torch.float64)
+        alphas[0, 1, 0, 2, 3] = 1.0  # an opaque pixel: the gradient must not divide by 1 − α
+        alphas.requires_grad_(True)
+        logits = _rand(2, L * (L - 1) // 2, seed=L + 1, dtype=torch.float64) * 6 - 3
+        logits[1] = 40 * torch.where(logits[1] > 0, 1.0, -1.0)  # a hard order: occ exactly 0 or 1
+        logits[1, 0] = -40.0  # pair (1, 0): layer 0 in front of layer 1
+        logits.requires_grad_(True)
         occ = occlusion_from_logits(logits, L)
+        assert torch.any(occ[0, :, 1] == 1)  # so one factor 1 − occ α_0 is exactly 0
         reference = (1 - occ[:, :, :, None, None, None] * alphas[:, None]).prod(dim=0)
         got = visibility(alphas, occ)
         assert torch.allclose(got, reference, atol=1e-14)

@@ -289,12 +289,16 @@ class SpriteModel(SpriteImages, PredictedSelection, SpriteTraining, SpriteRecord
                 canvas: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """warped (..., C', H, W) → colour (..., C, H, W), alpha (..., 1, H, W) with mask noise;
         the warped noise canvas is channel C+1 of `warped` unless given (broadcastable)."""
-        rgb = warped[..., :self.C, :, :]
+        # split, not sliced: one backward cat, where each slice's backward would fill a zero
+        # tensor of warped's whole size (at 10 layers × 6 sprites, 126 MB per slice and step)
+        C = self.C
+        parts = warped.split([C, 1, warped.shape[-3] - C - 1] if warped.shape[-3] > C else [C], dim=-3)
+        rgb = parts[0]
         if not self.transparent:
             return rgb, rgb.new_ones(*rgb.shape[:-3], 1, *rgb.shape[-2:])  # opaque prototypes
-        mask = warped[..., self.C:self.C + 1, :, :]
+        mask = parts[1]
         if noise is not None:
-            canvas = warped[..., self.C + 1:self.C + 2, :, :] if canvas is None else canvas
+            canvas = parts[2][..., :1, :, :] if canvas is None else canvas
             mask = torch.addcmul(mask, canvas, noise)
         return rgb, soft_clamp(mask)
 
@@ -328,8 +332,11 @@ class SpriteModel(SpriteImages, PredictedSelection, SpriteTraining, SpriteRecord
                 coloured = torch.cat([coloured, coloured.new_ones(L, B, 1, s, s)], dim=2)
             warped = self._warp(coloured, (L, B), self.layer_seq, list(layer_betas), self.padding, colour=False, size=H)
             warped = warped.view(L, B, -1, H, H)
-            canvas = warped[:, None, :, K * Cs:] if Cp > Cs else None                  # (L, 1, B, 1, H, W)
-            warped = warped[:, :, :K * Cs].view(L, B, K, Cs, H, H).transpose(1, 2)
+            canvas = None
+            if Cp > Cs:   # split (one backward cat), not sliced (a zero fill of warped's size per slice)
+                warped, canvas = warped.split([K * Cs, warped.shape[2] - K * Cs], dim=2)
+                canvas = canvas[:, None]                                               # (L, 1, B, 1, H, W)
+            warped = warped.view(L, B, K, Cs, H, H).transpose(1, 2)
         else:  # candidates (L, K, B); sprite heads are grouped l*K + k, layer heads shared over k
             betas = [b.view(L, K, B, -1) for b in sprite_betas] + [b[:, None] for b in layer_betas]
             warped = self._warp(src[None, :, None], (L, K, B), names, betas, self.padding, size=H)
