@@ -16,7 +16,7 @@ from pipeline.models.base import DataShape
 from pipeline.models.sprites.compositor import composite, composite_premultiplied
 from pipeline.models.sprites.generator import MLPGenerator
 from pipeline.models.sprites.model import SpriteModel, gaussian_masks
-from pipeline.models.sprites.predicted import (SelectionHead, bin_loss, empty_loss, freq_loss, gumbel_softmax,
+from pipeline.models.sprites.predicted import (WARMUP_WEIGHT, SelectionHead, bin_loss, empty_loss, freq_loss, gumbel_softmax,
                                                mix_layers, straight_through, top_two)
 from pipeline.models.sprites.reassign import restart_sprite
 from tests.report_fixtures import quiet_run
@@ -156,6 +156,36 @@ def test_straight_through_is_one_hot_forward_and_soft_backward():
     model.eval()                                  # decompose: the softmax, soft as ever
     q = model.probabilities(torch.randn(3, model.encoder.features))
     assert torch.any((q > 0) & (q < 1))
+
+
+def test_warmup_chooses_by_min_loss_and_teaches_the_head_then_hands_over():
+    from pipeline.models.base import Clock
+    model = _model("scenes", layers=2, selection_warmup=2.0, mask_noise=0.0)
+    cfg = config_from_dict({"ingest": {"size": 16, "channels": 3}, "train": {"freeze_sprites": 0}}, "scenes").train
+    model.start_training(cfg, {})
+    model.train()
+    x = torch.rand(6, 3, 16, 16)
+    model.training_step(x, Clock(0, 0, 1.0, 10))
+    assert model.warming
+    model.eval()              # batch norm's running statistics: the same features in both passes
+    features = model.encoder(x)
+    with torch.no_grad():     # the choice is the greedy min-loss search's
+        rendered = model.render_all(features, False, None, False)
+        candidates = model.choose(x, rendered, model.render_backgrounds(features, False), model.occlusion(features), False)
+        greedy = model.split_candidates(candidates[0])[0]
+    loss, choice, _ = model(x)
+    assert torch.equal(choice, greedy)
+    head = model.selection_head.linear.weight
+    (g,) = torch.autograd.grad(loss, head)          # the head learns those choices
+    expected = WARMUP_WEIGHT * model.choice_loss(features, choice, False)
+    (g_ce,) = torch.autograd.grad(expected, head)
+    assert g.abs().sum() > 0 and torch.allclose(g, g_ce, atol=1e-7)
+    model.train()
+    model.training_step(x, Clock(30, 3, 2.5, 10))   # past the warm-up: Gumbel-softmax, the paper's
+    assert not model.warming
+    loss = model(x)[0]
+    (g,) = torch.autograd.grad(loss, head)
+    assert g.abs().sum() > 0
 
 
 def test_top_two_gives_choice_runner_up_and_probability_gap():

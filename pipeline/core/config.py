@@ -118,6 +118,7 @@ class ModelConfig:
     tau: float = option(1.0, "predicted selection: Gumbel-softmax temperature (the start of the learned one with learn_tau)", low=0, above=True, added=True)
     learn_tau: bool = option(False, "predicted selection: learn the temperature (τ = softplus(θ))", added=True)
     straight_through: bool = option(False, "predicted selection: train on one-hot choices (the Gumbel sample's argmax) with the soft sample's gradient (straight-through Gumbel-softmax), so that each layer draws one sprite, not a mixture", added=True)
+    selection_warmup: float = option(0.0, "predicted selection: epochs at the start during which the sprites are chosen by the min-loss greedy search, as DTI-Sprites, while the selection head learns to predict those choices (cross-entropy); 0 = Gumbel from the start (the paper). Ours: it breaks the symmetry of sprites that start alike", low=0, added=True)
     predicted_loss: str = option("composite", "predicted selection: composite = the error of the image composed of each layer's probability-weighted sprites (the paper's default); expected = the probability-weighted sum of each sprite's error (one layer only)", choices=("composite", "expected"), added=True)
     freq_weight: float = option(0.0, "predicted selection: weight of L_freq, which penalises sprites used less than freq_threshold / K of the time (plays the part of re-seeding)", low=0, added=True)
     freq_threshold: float = option(0.2, "predicted selection: L_freq's minimum share, as a fraction of 1 / K (the reference's 0.2 / K)", low=0, high=1, added=True)

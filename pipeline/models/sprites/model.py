@@ -28,7 +28,7 @@ from pipeline.models.sprites.decomposition import Decomposition, Rendered
 from pipeline.models.sprites.encoder import Encoder
 from pipeline.models.sprites.generator import SpriteImages
 from pipeline.models.sprites.heads import GroupedMLP, SequenceHeads
-from pipeline.models.sprites.predicted import PredictedSelection, SelectionHead, check_predicted
+from pipeline.models.sprites.predicted import WARMUP_WEIGHT, PredictedSelection, SelectionHead, check_predicted
 from pipeline.models.sprites.record import SpriteRecord
 from pipeline.models.sprites.seeding import seed_sprites
 from pipeline.models.sprites.selection import layer_runner_up, select
@@ -195,6 +195,7 @@ class SpriteModel(SpriteImages, PredictedSelection, SpriteTraining, SpriteRecord
         pairs = L * (L - 1) // 2
         self.occlusion_head = GroupedMLP(1, F, pairs) if cfg.occlusion == "predicted" and pairs else None
         self.predicted = cfg.selection == "predicted"
+        self.warming = False   # predicted selection's min-loss warm-up (model.selection_warmup), set per step
         self.selection_head = (SelectionHead(F, L, K + int(self.has_empty), cfg.tau, cfg.learn_tau)
                                if self.predicted else None)
         self.padding = cfg.padding if cfg.padding != "auto" else ("zeros" if cfg.transparent else "border")
@@ -407,7 +408,8 @@ class SpriteModel(SpriteImages, PredictedSelection, SpriteTraining, SpriteRecord
         """Min-loss selection over candidates (and background prototypes): candidate (B, L), bkg (B,),
         cost (B,), second-best cost (B,) or None."""
         pen = self.penalty(frozen, x.device)
-        mode = {"auto": "auto", "exhaustive": "exhaustive", "greedy": "greedy"}[self.cfg.selection]
+        # predicted selection's warm-up searches greedily
+        mode = {"auto": "auto", "exhaustive": "exhaustive", "greedy": "greedy", "predicted": "greedy"}[self.cfg.selection]
         bkgs = backgrounds if backgrounds is not None else [None]
         best = None
         for m, bkg in enumerate(bkgs):
@@ -436,7 +438,7 @@ class SpriteModel(SpriteImages, PredictedSelection, SpriteTraining, SpriteRecord
         if self.training and self.transparent and self.cfg.mask_noise > 0:
             a = self.cfg.mask_noise
             noise = (torch.rand(self.K, 1, self.H, self.H, device=x.device) * 2 - 1) * a  # shared across layers and batch
-        if self.predicted:
+        if self.predicted and not self.warming:
             loss, choice = self._predicted_loss(x, features, noise, frozen)
             bkg_choice = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
             return (loss, choice, bkg_choice, (None, None)) if stats else (loss, choice, bkg_choice)
@@ -458,6 +460,8 @@ class SpriteModel(SpriteImages, PredictedSelection, SpriteTraining, SpriteRecord
         loss = ((recon - x) ** 2).mean()
         if self.cfg.mask_penalty > 0 and self.transparent:   # ours: masks give way where they add nothing
             loss = loss + self.cfg.mask_penalty * alphas.mean()
+        if self.predicted:   # the warm-up: the head learns the min-loss choices
+            loss = loss + WARMUP_WEIGHT * self.choice_loss(features, choice, frozen)
         if stats:
             return loss, choice, bkg_choice, (cost, second)
         return loss, choice, bkg_choice

@@ -36,7 +36,11 @@ from pipeline.models.sprites.compositor import composite, composite_premultiplie
 from pipeline.models.sprites.decomposition import Decomposition
 
 __all__ = ["SelectionHead", "PredictedSelection", "check_predicted", "MIN_LOSS_ONLY", "gumbel_softmax", "mix_layers",
-           "freq_loss", "bin_loss", "empty_loss", "top_two", "straight_through"]
+           "freq_loss", "bin_loss", "empty_loss", "top_two", "straight_through", "WARMUP_WEIGHT"]
+
+# the warm-up's cross-entropy (≈ log K' at the start) against a reconstruction error of ≈ 0.01 – 0.05:
+# it must teach the head without taking the shared encoder away from the transformations
+WARMUP_WEIGHT = 0.01
 
 
 class SelectionHead(nn.Module):
@@ -158,6 +162,18 @@ class PredictedSelection:
             return torch.softmax(logits / tau, dim=-1)
         p = gumbel_softmax(logits, tau)
         return straight_through(p) if self.cfg.straight_through else p
+
+    def choice_loss(self, features: torch.Tensor, choice: torch.Tensor, frozen: bool) -> torch.Tensor:
+        """The warm-up's cross-entropy of the selection head's logits (B, L, K') against the min-loss
+        choice (B, L) (K = the empty sprite; not a target while the sprites are frozen, when the
+        head drops it)."""
+        logits = self.selection_head(features, drop_last=frozen and self.has_empty)
+        target = choice.clone()
+        if frozen and self.has_empty:
+            target[target == self.K] = -100          # cross_entropy's ignore_index
+        if not torch.any(target >= 0):
+            return logits.sum() * 0
+        return nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=-100)
 
     def _predicted_loss(self, x: torch.Tensor, features: torch.Tensor, noise: torch.Tensor | None,
                         frozen: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -112,6 +112,8 @@ class SpriteRecord:
             tau = "learned temperature" if self.cfg.learn_tau else f"temperature {self.cfg.tau:g}"
             if self.cfg.straight_through:
                 tau += ", straight-through one-hot choices in training"
+            if self.cfg.selection_warmup > 0:
+                tau += f", min-loss greedy choices for the first {self.cfg.selection_warmup:g} epochs"
             return (f"predicted by a linear head (Gumbel-softmax, {tau}; margin = the gap between the two "
                     "highest probabilities)")
         return f"min-loss, {self.cfg.selection} (margin = the cost gap to the runner-up)"
