@@ -285,6 +285,11 @@ def test_the_layers_benchmark_times_every_selection():
     assert set(result["predicted_over_greedy"]) == {1, 2, 5}
     assert any("predicted / greedy" in line for line in lines)
     assert not math.isnan(result["predicted_over_greedy"][5])
+    # the line through (2, t2) and (5, t5): exact for two points
+    t2, t5 = rows[2]["predicted"], rows[5]["predicted"]
+    assert math.isclose(result["predicted_per_layer_s"], (t5 - t2) / 3, rel_tol=1e-6)
+    assert math.isclose(result["predicted_fixed_s"] + 2 * result["predicted_per_layer_s"], t2, rel_tol=1e-6)
+    assert any("per layer" in line for line in lines)
 
 
 @pytest.mark.parametrize("preset, layers", [("clustering", 1), ("objects", 1), ("scenes", 2), ("scenes", 4)])

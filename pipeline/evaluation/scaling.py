@@ -19,6 +19,8 @@ import os
 import time
 from typing import Any, Callable
 
+import numpy as np
+
 from pipeline.errors import SpritesError
 
 __all__ = ["LAYERS", "METHODS", "layers_bench", "format_layers_row", "format_summary"]
@@ -77,6 +79,10 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if 2 in by_l and 10 in by_l:
         out["predicted_t10_over_t2"] = by_l[10]["predicted"] / by_l[2]["predicted"]
+    line = [(r["layers"], r["predicted"]) for r in rows if r["layers"] >= 2]
+    if len(line) >= 2:   # t(L) ≈ a + b·L from L = 2 on: less at the mercy of one noisy step than a ratio
+        b, a = np.polyfit(*zip(*line), deg=1)
+        out["predicted_fixed_s"], out["predicted_per_layer_s"] = float(a), float(b)
     faster = [r["layers"] for r in rows if r["exhaustive"] is not None and r["predicted"] < r["exhaustive"]]
     out["predicted_faster_than_exhaustive_at"] = faster
     out["predicted_over_greedy"] = {r["layers"]: r["predicted"] / r["greedy"] for r in rows}
@@ -96,6 +102,9 @@ def format_summary(result: dict[str, Any]) -> list[str]:
     lines = []
     if "predicted_t10_over_t2" in result:
         lines.append(f"predicted: t(10) / t(2) = {result['predicted_t10_over_t2']:.2f} (linear in L would be 5)")
+    if "predicted_per_layer_s" in result:
+        lines.append(f"predicted, least-squares line from L = 2: {result['predicted_fixed_s'] * 1000:.0f} ms + "
+                     f"{result['predicted_per_layer_s'] * 1000:.0f} ms per layer (t(10) / t(2) ≤ 5 ⇔ the first term ≥ 0)")
     lines.append("predicted faster than exhaustive at L = "
                  + (", ".join(map(str, result["predicted_faster_than_exhaustive_at"])) or "none"))
     ratios = ", ".join(f"L={k}: {v:.2f}" for k, v in result["predicted_over_greedy"].items())
