@@ -188,6 +188,27 @@ def test_warmup_chooses_by_min_loss_and_teaches_the_head_then_hands_over():
     assert g.abs().sum() > 0
 
 
+def test_frozen_colours_leave_the_colours_and_let_the_masks_learn():
+    from pipeline.models.base import Clock
+    model = _model("scenes", layers=2, mask_noise=0.0)
+    cfg = config_from_dict({"ingest": {"size": 16, "channels": 3}, "train": {"freeze_sprites": 0, "freeze_colours": 2}},
+                           "scenes").train
+    model.start_training(cfg, {})
+    model.train()
+    x = torch.rand(6, 3, 16, 16)
+    colours, masks = (model.sprite_generator.decoders[n].out.weight for n in ("colours", "masks"))
+    latents = model.sprite_generator.latents
+    model.training_step(x, Clock(0, 0, 1.0, 10))                # epoch 1 of the 2 frozen ones
+    assert model.colours_frozen
+    g_colours, g_masks, g_latents = torch.autograd.grad(model(x)[0], (colours, masks, latents), allow_unused=True)
+    assert g_colours is None                                    # no gradient reaches the colour decoder
+    assert g_masks.abs().sum() > 0 and g_latents.abs().sum() > 0     # the masks (and latents) learn
+    model.training_step(x, Clock(30, 3, 2.5, 10))               # past them: the colours learn too
+    assert not model.colours_frozen
+    (g_colours,) = torch.autograd.grad(model(x)[0], (colours,))
+    assert g_colours.abs().sum() > 0
+
+
 def test_top_two_gives_choice_runner_up_and_probability_gap():
     choice, runner_up, gap = top_two(torch.tensor([[[0.1, 0.6, 0.3]], [[0.5, 0.1, 0.4]]]))
     assert choice.tolist() == [[1], [0]] and runner_up.tolist() == [[2], [2]]
@@ -240,8 +261,16 @@ def test_the_papers_recipes_follow_the_two_keys():
     assert ours_c.model.learn_tau
     tetro = _config("scenes", layers=3)
     assert tetro.model.learn_tau and tetro.model.bin_weight == 1e-4 and tetro.model.selection_downsample == 1
+    assert tetro.train.freeze_colours == tetro.train.epochs / 2     # the reference's 600 of 1220 epochs
+    longer = config_from_dict({"ingest": {"size": 16}, "train": {"epochs": 300},
+                               "model": {"generator": "mlp", "selection": "predicted", "sprites": 3, "layers": 3}}, "scenes")
+    assert longer.train.freeze_colours == 150
     crowded = _config("scenes", layers=5)
     assert not crowded.model.learn_tau and crowded.model.empty_weight == 1e-4 and crowded.model.greedy_iterations == 1
+    assert crowded.train.freeze_colours == 0 and ours_c.train.freeze_colours == 0
+    # the reference's Multi-dSprites schedule (similarity per sprite from epoch 40, sprites frozen 20, of 1020)
+    assert crowded.model.transforms == ["similarity"] and crowded.model.curriculum == [round(100 * 40 / 1020, 1)]
+    assert crowded.train.freeze_sprites == round(100 * 20 / 1020, 1) and tetro.model.transforms == []
     given = _config("scenes", layers=3, bin_weight=0.5)
     assert given.model.bin_weight == 0.5                       # what the user sets is kept
     plain = config_from_dict({"ingest": {"size": 16}, "model": {"sprites": 3}}, "clustering")

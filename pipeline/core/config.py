@@ -140,6 +140,7 @@ class TrainConfig:
     gamma: float = option(0.1, "learning-rate factor at each milestone", low=0, high=1, above=True)
     decay_sprites: bool = option(True, "apply the milestones to the sprites' learning rate too (false: only the heads')")
     freeze_sprites: float = option(0.0, "epochs during which sprites stay fixed while the heads learn", low=0)
+    freeze_colours: float = option(0.0, "epochs during which the sprites' colours stay as they started while their masks learn (the layers' colour transformation colours them), so that sprites differ by shape alone (the deep-sprites recipe for scenes of few objects: half the schedule)", low=0, added=True)
     reassign_every: int = option(50, "steps between re-seedings of under-used sprites (0 = never); none after the last milestone, when a copy has too little learning left to become a sprite of its own", low=0)
     seed: int = option(0, "random seed", low=0)
     device: str = option("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"), run_only=True)

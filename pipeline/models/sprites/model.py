@@ -196,6 +196,7 @@ class SpriteModel(SpriteImages, PredictedSelection, SpriteTraining, SpriteRecord
         self.occlusion_head = GroupedMLP(1, F, pairs) if cfg.occlusion == "predicted" and pairs else None
         self.predicted = cfg.selection == "predicted"
         self.warming = False   # predicted selection's min-loss warm-up (model.selection_warmup), set per step
+        self.colours_frozen = False   # train.freeze_colours, set per step
         self.selection_head = (SelectionHead(F, L, K + int(self.has_empty), cfg.tau, cfg.learn_tau)
                                if self.predicted else None)
         self.padding = cfg.padding if cfg.padding != "auto" else ("zeros" if cfg.transparent else "border")
@@ -277,7 +278,8 @@ class SpriteModel(SpriteImages, PredictedSelection, SpriteTraining, SpriteRecord
         """(K, C[+1[+1]], s, s): soft-clamped colour, raw mask, noise canvas when training; opaque
         prototypes have no mask channel (their alpha is 1 everywhere, border padding included)."""
         colours, masks = self.sprite_images()
-        parts = [soft_clamp(colours)]
+        colour = soft_clamp(colours)
+        parts = [colour.detach() if self.colours_frozen else colour]   # train.freeze_colours: masks learn alone
         K, s = self.K, self.s
         if masks is None:
             return parts[0]

@@ -69,6 +69,7 @@ class SpriteTraining:
             st.curriculum_on, st.curriculum_since = on, clock.step
         st.frozen = clock.progress < self.train_cfg.freeze_sprites
         self.warming = self.predicted and clock.progress < self.cfg.selection_warmup
+        self.colours_frozen = clock.progress < self.train_cfg.freeze_colours
         if self.cfg.reassign_redundant > 0:   # the margins that tell a redundant sprite
             loss, choice, _, (cost, second) = self(x, frozen=st.frozen, stats=True)
             self._add_selection(choice, cost, second)
