@@ -271,6 +271,8 @@ def test_the_papers_recipes_follow_the_two_keys():
     # the reference's Multi-dSprites schedule (similarity per sprite from epoch 40, sprites frozen 20, of 1020)
     assert crowded.model.transforms == ["similarity"] and crowded.model.curriculum == [round(100 * 40 / 1020, 1)]
     assert crowded.train.freeze_sprites == round(100 * 20 / 1020, 1) and tetro.model.transforms == []
+    own = _config("scenes", layers=5, transforms=[])        # the user's transformations: not the recipe's curriculum
+    assert own.model.transforms == [] and own.model.curriculum == []
     given = _config("scenes", layers=3, bin_weight=0.5)
     assert given.model.bin_weight == 0.5                       # what the user sets is kept
     plain = config_from_dict({"ingest": {"size": 16}, "model": {"sprites": 3}}, "clustering")

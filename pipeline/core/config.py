@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.presets import PRESETS, derived
+from pipeline.core.presets import FOLLOWS, PRESETS, derived
 from pipeline.errors import SpritesError
 
 __all__ = [
@@ -317,10 +317,13 @@ def config_from_dict(data: dict[str, Any], preset: str | None = None) -> Config:
                 raise SpritesError(f"[{section}] must be a table of keys, got {values!r}")
             for key, value in values.items():
                 set_value(cfg, section, key, value)
+    def given(section: str, key: str) -> bool:
+        return key in (data.get(section) or {})
+
     for section, values in derived(preset, cfg).items():
-        given = data.get(section) or {}
         for key, value in values.items():
-            if key not in given:
+            follows = FOLLOWS.get((section, key))
+            if not given(section, key) and not (follows and given(*follows)):
                 set_value(cfg, section, key, value)
     validate(cfg)
     return cfg

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["PRESETS", "derived", "RULES"]
+__all__ = ["FOLLOWS", "PRESETS", "derived", "RULES"]
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "clustering": {
@@ -139,6 +139,11 @@ def _deep_sprites(preset: str, cfg) -> dict[str, dict[str, Any]]:
 
 
 RULES = {"scenes": _scenes}
+
+# derived keys that only make sense with the derived value of another: (section, key) → the key it
+# follows; a derived value is dropped when the user set the key it follows (a recipe's curriculum
+# is for the recipe's transformations, not for the user's)
+FOLLOWS = {("model", "curriculum"): ("model", "transforms")}
 
 
 def derived(preset: str, cfg) -> dict[str, dict[str, Any]]:
